@@ -1,0 +1,127 @@
+"""Checkpoints: safetensors only, written atomically, with the resolved config in the metadata.
+
+Nothing from a user's disk is ever unpickled. A checkpoint holds the model's weights under their
+``state_dict`` names; a training checkpoint (``last``) adds the optimizer and RNG state under the
+``train_state/`` prefix, so ``--resume`` needs no pickle either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .errors import DataError
+
+FORMAT = "framegru-1"
+TRAIN_PREFIX = "train_state/"
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds."""
+
+    weights: dict[str, torch.Tensor]
+    config: dict[str, Any]
+    info: dict[str, Any]
+    step: int
+    train_state: dict[str, torch.Tensor]
+    extra: dict[str, Any]
+
+
+def write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash or a full disk leaves either the old file or the new one, never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(
+    path: str | Path,
+    weights: dict[str, torch.Tensor],
+    *,
+    config: dict[str, Any],
+    info: dict[str, Any],
+    step: int,
+    train_state: dict[str, torch.Tensor] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Save weights (and optionally training state) with the config that rebuilds the model."""
+    tensors = dict(weights)
+    tensors.update({TRAIN_PREFIX + k: v for k, v in (train_state or {}).items()})
+    metadata = {
+        "format": FORMAT,
+        "config": json.dumps(config),
+        "info": json.dumps(info),
+        "step": str(step),
+        "extra": json.dumps(extra or {}),
+    }
+    write_atomic(Path(path), tensors, metadata)
+
+
+def _check_header(path: Path) -> None:
+    """Refuse anything that is not a sane safetensors file before the parser sees it."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise DataError(f"checkpoint not found: {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"checkpoint is a directory, not a file: {path}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if head[:1] == b"\x80" or head[:2] == b"PK":
+        raise DataError(
+            f"{path} is a pickle / torch.save file; framegru never unpickles files (they can run code): "
+            "use a safetensors checkpoint written by framegru"
+        )
+    if len(head) < 8:
+        raise DataError(f"{path} is not a safetensors checkpoint (too short: {size} bytes)")
+    (header_len,) = struct.unpack("<Q", head)
+    if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
+        raise DataError(f"{path} is not a valid safetensors checkpoint (corrupt or truncated header)")
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Read a framegru checkpoint; any problem with the file is a :class:`DataError`."""
+    path = Path(path)
+    _check_header(path)
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise DataError(f"{path} is not a valid safetensors checkpoint ({exc})") from None
+    if metadata.get("format") != FORMAT:
+        raise DataError(f"{path} is a safetensors file but not a framegru checkpoint (no framegru config inside)")
+    try:
+        config = json.loads(metadata["config"])
+        info = json.loads(metadata["info"])
+        step = int(metadata.get("step", 0))
+        extra = json.loads(metadata.get("extra", "{}"))
+    except (KeyError, ValueError) as exc:
+        raise DataError(f"{path}: damaged framegru metadata ({exc})") from None
+    weights = {k: v for k, v in tensors.items() if not k.startswith(TRAIN_PREFIX)}
+    train_state = {k[len(TRAIN_PREFIX):]: v for k, v in tensors.items() if k.startswith(TRAIN_PREFIX)}
+    return Checkpoint(weights, config, info, step, train_state, extra)

@@ -1,0 +1,172 @@
+"""The ``framegru`` command line. Every user error ends in one line on stderr and exit status 2
+(usage) or 1 (data); ``--debug`` shows the traceback instead."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import FramegruError, UsageError
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _common() -> argparse.ArgumentParser:
+    # Accepted before or after the subcommand; SUPPRESS keeps a later default from erasing an earlier value.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--plugin", action="append", default=argparse.SUPPRESS, metavar="PATH_OR_MODULE",
+                        help="load a plugin file or module (repeatable)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    return common
+
+
+def components_for(args: argparse.Namespace, config_plugins: list[str] | None = None):
+    from .plugin_manager import PluginHost
+
+    host = PluginHost()
+    host.load_entry_points()
+    host.load(list(getattr(args, "plugin", []) or []), Path.cwd())
+    host.load(list(config_plugins or []))
+    return host.components()
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+# -- subcommands ---------------------------------------------------------------------------------
+def cmd_plugins(args: argparse.Namespace) -> int:
+    found = components_for(args)
+    listing = {
+        f"{kind}s": [{"name": e.name, "plugin": e.plugin, "doc": e.doc} for e in found.of(kind).entries()]
+        for kind in ("reader", "backbone", "head")
+    }
+    if args.json:
+        print_json(listing)
+        return 0
+    for kind, entries in listing.items():
+        table = Table(title=kind, title_justify="left")
+        for col in ("name", "plugin", "description"):
+            table.add_column(col)
+        for e in entries:
+            table.add_row(e["name"], e["plugin"], e["doc"])
+        stdout.print(table)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import distributed
+    from .config import load_config
+    from .progress import RichEvents, format_metrics
+    from .events import RunEvents
+    from .runner import run_config
+
+    config = load_config(args.config, args.overrides)
+    components = components_for(args, config.plugins)
+    events = RichEvents(stderr) if distributed.rank() == 0 else RunEvents()
+    try:
+        metrics = run_config(config, components, resume=args.resume, events=events)
+    finally:
+        distributed.shutdown()
+    if distributed.rank() == 0:
+        stderr.print(f"[green]done[/green]: {format_metrics(metrics) if metrics else 'no evaluation'}; outputs in {config.run.dir}")
+        if args.json:
+            print_json(metrics)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .evaluate import evaluate_checkpoint
+    from .progress import format_metrics
+
+    config = load_config(args.config, args.overrides)
+    components = components_for(args, config.plugins)
+    metrics = evaluate_checkpoint(config, components, args.checkpoint, args.data)
+    if args.json:
+        print_json(metrics)
+    else:
+        stdout.print(format_metrics(metrics))
+    return 0
+
+
+COMMANDS: dict[str, tuple[Any, str]] = {}
+
+
+def build_parser() -> Parser:
+    common = _common()
+    parser = Parser(prog="framegru", description="ConvGRU video models: train, evaluate, predict, classify.",
+                    parents=[common])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    p = sub.add_parser("plugins", parents=[common], help="list readers, backbones and heads with their plugins")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(handler=cmd_plugins)
+
+    p = sub.add_parser("run", parents=[common], help="train and evaluate a config")
+    p.add_argument("config", help="YAML config")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (YAML-typed values)")
+    p.add_argument("--resume", action="store_true", help="continue from run.dir/last.safetensors")
+    p.add_argument("--json", action="store_true", help="print the final metrics as JSON on stdout")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("eval", parents=[common], help="evaluate a checkpoint")
+    p.add_argument("config", help="YAML config")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    p.add_argument("--checkpoint", required=True, help="safetensors checkpoint")
+    p.add_argument("--data", help="evaluate on this file or folder instead of the config's test split")
+    p.add_argument("--json", action="store_true", help="last stdout line: one JSON object of metrics")
+    p.set_defaults(handler=cmd_eval)
+
+    from . import commands  # the other subcommands, one module each
+
+    commands.add_all(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return 2
+        return int(args.handler(args) or 0)
+    except FramegruError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"framegru: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("framegru: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug of ours: still no traceback unless asked
+        if debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"framegru: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Run configs: YAML files validated by pydantic, with ``key.sub=value`` overrides.
+
+Every section forbids unknown keys, so a typo is an error that names the file, the dotted key and the
+closest valid key. Components (``data.reader``, ``model.backbone``, ``model.head``) are a name or a
+mapping ``{name: ..., option: value, ...}``; their options are checked against the component itself
+when it is built.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import UsageError, did_you_mean
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Component(BaseModel):
+    """A component by name, with its options as the remaining keys."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DataConfig(Strict):
+    reader: Component
+    root: Path | None = None
+    num_workers: int = Field(0, ge=0)
+
+
+class EngineConfig(Strict):
+    hidden: int | list[int] = 64
+    kernel: int | list[int] | list[list[int]] = 3
+    bidirectional: bool = False
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    checkpoint_time: bool = False
+
+
+class ModelConfig(Strict):
+    backbone: Component = Component(name="identity")
+    engine: EngineConfig = EngineConfig()
+    head: Component
+
+
+class TrainConfig(Strict):
+    max_steps: int = Field(1000, ge=0)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    warmup: float = Field(0.05, ge=0, le=1)
+    grad_clip: float = Field(1.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    scheduled_sampling: float = Field(0.5, ge=0, le=1)
+    eval_every: int = Field(500, ge=1)
+    eval_batches: int | None = Field(None, ge=1)
+    checkpoint_every: int | None = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+
+
+class RunConfig(Strict):
+    dir: Path = Path("runs/default")
+    pictures: int = Field(4, ge=0)
+
+
+class Config(Strict):
+    seed: int = 0
+    plugins: list[str] = []
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig = TrainConfig()
+    run: RunConfig = RunConfig()
+
+    def data_root(self) -> Path:
+        """``data.root``, else ``$FRAMEGRU_DATA``, else ``~/.cache/framegru/data``."""
+        if self.data.root is not None:
+            return self.data.root.expanduser()
+        if os.environ.get("FRAMEGRU_DATA"):
+            return Path(os.environ["FRAMEGRU_DATA"]).expanduser()
+        return Path("~/.cache/framegru/data").expanduser()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
+    """``["train.max_steps=10"] -> [(["train", "max_steps"], 10)]``; values are YAML-typed."""
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise UsageError(f"bad override '{item}': expected key.sub=value, e.g. train.max_steps=100")
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            value = raw
+        parsed.append((key.split("."), value))
+    return parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for path, value in parse_overrides(overrides):
+        node = raw
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if isinstance(child, str) and part in ("reader", "backbone", "head"):
+                child = {"name": child}  # a component given by name gains options
+            elif not isinstance(child, dict):
+                child = {}
+            node[part] = child
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The valid keys of the section that ``loc`` (a pydantic error location) points into."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _explain(exc: ValidationError, source: str) -> UsageError:
+    error = exc.errors()[0]
+    loc = tuple(error["loc"])
+    key = ".".join(str(p) for p in loc)
+    if error["type"] == "extra_forbidden":
+        hint = did_you_mean(str(loc[-1]), _fields_at(Config, loc))
+        return UsageError(f"{source}: unknown key '{key}'{hint}")
+    if error["type"] == "missing":
+        return UsageError(f"{source}: missing key '{key}'")
+    return UsageError(f"{source}: bad value for '{key}': {error['msg']} (got {error.get('input')!r})")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"config not found: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"config is a directory, not a YAML file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read config {path}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UsageError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: a config must be a YAML mapping, got {type(raw).__name__}")
+    return raw
+
+
+def validate(raw: dict[str, Any], source: str) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise _explain(exc, source) from exc
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate a config; plugin paths become relative to the config's folder."""
+    path = Path(path)
+    raw = apply_overrides(read_yaml(path), list(overrides or []))
+    config = validate(raw, str(path))
+    base = path.resolve().parent
+    config.plugins = [
+        str(base / p) if (p.endswith(".py") or "/" in p) and not Path(p).is_absolute() else p
+        for p in config.plugins
+    ]
+    return config

@@ -1,0 +1,42 @@
+"""What a reader tells the rest of framegru about its data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """Shape and meaning of a reader's items.
+
+    Args:
+        channels: image channels ``C`` (1 gray, 3 RGB).
+        height: frame height ``H`` in pixels.
+        width: frame width ``W`` in pixels.
+        classes: class names for classification data, index = label.
+        context: for next-frame prediction, frames the model sees before it predicts.
+        future: for next-frame prediction, frames it predicts from its own outputs.
+        still: items are still images (``"image"``), run as row sequences; else videos (``"video"``).
+    """
+
+    channels: int
+    height: int
+    width: int
+    classes: list[str] | None = field(default=None)
+    context: int | None = None
+    future: int | None = None
+    still: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DataInfo":
+        return cls(**data)
+
+
+def missing_data(what: str, where: Path, how: str) -> str:
+    """The one line said when a data set is absent and cannot be downloaded."""
+    return f"{what} not found under {where} and it could not be downloaded: {how}"

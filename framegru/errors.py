@@ -1,0 +1,30 @@
+"""The errors a user can cause. The CLI turns each into one line on stderr and an exit status."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FramegruError(Exception):
+    """A problem the user can fix; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class UsageError(FramegruError):
+    """Bad usage: a wrong flag, config key, option or component name (exit status 2)."""
+
+    exit_code = 2
+
+
+class DataError(FramegruError):
+    """Bad data: a missing, unreadable or corrupt file, image, video or checkpoint (exit status 1)."""
+
+    exit_code = 1
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return `` — did you mean 'x'?`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" — did you mean '{close[0]}'?" if close else ""

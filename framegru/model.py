@@ -1,0 +1,126 @@
+"""A framegru model: backbone -> ConvGRU -> head, built from a config by component name."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .config import Config
+from .data import DataInfo
+from .engine import ConvGRU, State, is_one_kernel, still_to_rows
+from .errors import UsageError
+from .plugin_manager import Components
+
+TASKS = ("classify", "predict")
+
+
+class FrameModel(nn.Module):
+    """Backbone on every frame, ConvGRU across frames (or down image rows), head on the result.
+
+    Args:
+        backbone: ``[N, C, H, W] -> [N, C', h, w]`` with ``out_channels`` and ``stride``.
+        engine: the ConvGRU over the backbone's features.
+        head: turns the ConvGRU output ``[B, T, C'', h, w]`` into the task's output; has ``task``.
+        info: what the reader produces.
+    """
+
+    def __init__(self, backbone: nn.Module, engine: ConvGRU, head: nn.Module, info: DataInfo):
+        super().__init__()
+        self.backbone, self.engine, self.head, self.info = backbone, engine, head, info
+        self.task: str = head.task
+        if self.task not in TASKS:
+            raise UsageError(f"head declares task '{self.task}'; framegru knows {', '.join(TASKS)}")
+
+    def forward(self, batch: dict[str, Tensor], teacher: float = 0.0) -> Tensor:
+        """The task's output: predicted frames ``1 .. T-1`` (see :meth:`rollout`) or logits ``[B, K]``."""
+        if self.task == "predict":
+            return self.rollout(batch["video"], self.info.context, teacher=teacher)
+        return self.classify(batch)
+
+    def encode(self, video: Tensor) -> Tensor:
+        """``[B, T, C, H, W] -> [B, T, C', h, w]``: the backbone on all frames at once."""
+        b, t = video.shape[:2]
+        return self.backbone(video.flatten(0, 1)).unflatten(0, (b, t))
+
+    def classify(self, batch: dict[str, Tensor]) -> Tensor:
+        """Logits ``[B, K]`` for a batch of stills (run down their rows) or videos."""
+        if "image" in batch:
+            features = still_to_rows(self.backbone(batch["image"]))  # [B, h, C', 1, w]
+        else:
+            features = self.encode(batch["video"])
+        out, _ = self.engine(features)
+        return self.head(out)
+
+    def rollout(self, video: Tensor, context: int, teacher: float = 0.0) -> Tensor:
+        """Predict frames ``1 .. T-1`` of ``video`` ``[B, T, C, H, W]``.
+
+        The first ``context`` frames are read; every later frame is predicted from the model's own
+        previous prediction, except that during training each sample of a step is fed the true frame
+        with probability ``teacher`` (scheduled sampling). Returns ``[B, T-1, C, H, W]``.
+        """
+        t_total = video.shape[1]
+        out, state = self.engine(self.encode(video[:, :context]))
+        preds = [self.head(out)]  # predictions of frames 1 .. context
+        frame = preds[0][:, -1]
+        for t in range(context, t_total - 1):
+            if teacher > 0:
+                use_truth = torch.rand(frame.shape[0], 1, 1, 1, device=frame.device) < teacher
+                frame = torch.where(use_truth, video[:, t], frame)
+            frame, state = self.predict_next(frame, state)
+            preds.append(frame[:, None])
+        return torch.cat(preds, dim=1)
+
+    def predict_next(self, frame: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Streaming: one frame ``[B, C, H, W]`` in, the predicted next frame and the new state out."""
+        y, state = self.engine.step(self.backbone(frame), state)
+        return self.head(y[:, None])[:, 0], state
+
+
+def engine_from_config(config: Config, in_channels: int, still: bool) -> ConvGRU:
+    """The ConvGRU of ``model.engine``; for stills an int kernel ``k`` becomes ``(1, k)``."""
+    spec = config.model.engine
+    hidden = spec.hidden if isinstance(spec.hidden, list) else [spec.hidden]
+    per_layer = [spec.kernel] * len(hidden) if is_one_kernel(spec.kernel, len(hidden)) else list(spec.kernel)
+    # A row is one pixel tall: a (1, k) kernel runs along it; anything taller would only see padding.
+    kernels = [((1, k) if still else (k, k)) if isinstance(k, int) else tuple(k) for k in per_layer]
+    try:
+        return ConvGRU(
+            in_channels, hidden, kernels, num_layers=len(hidden), dropout=spec.dropout,
+            bidirectional=spec.bidirectional, checkpoint_time=spec.checkpoint_time,
+        )
+    except ValueError as exc:
+        raise UsageError(f"model.engine: {exc}") from exc
+
+
+def build_model(config: Config, components: Components, info: DataInfo) -> FrameModel:
+    """Build the model a config describes, for data described by ``info``."""
+    spec = config.model
+    backbone = components.backbones.build(
+        spec.backbone.name, spec.backbone.options, key="model.backbone", in_channels=info.channels
+    )
+    engine = engine_from_config(config, backbone.out_channels, info.still)
+    head = components.heads.build(
+        spec.head.name, spec.head.options, key="model.head",
+        in_channels=engine.out_channels, info=info, stride=backbone.stride,
+    )
+    return FrameModel(backbone, engine, head, info)
+
+
+def load_model(path, components: Components, device: str | torch.device = "cpu") -> FrameModel:
+    """Rebuild a model from a checkpoint alone: its config and data info travel in the metadata."""
+    from . import checkpoint
+    from .config import validate
+    from .errors import DataError
+
+    ckpt = checkpoint.load(path, "cpu")
+    config = validate(ckpt.config, f"config inside {path}")
+    model = build_model(config, components, DataInfo.from_dict(ckpt.info))
+    try:
+        missing, unexpected = model.load_state_dict(ckpt.weights, strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        raise DataError(f"{path} does not match the model its config describes: {str(exc).splitlines()[-1].strip()}") from None
+    if missing or unexpected:
+        raise DataError(f"{path} does not match the model its config describes "
+                        f"(missing {len(missing)} tensors, unexpected {len(unexpected)})")
+    model.config = config
+    return model.to(device).eval()

@@ -1,0 +1,62 @@
+"""Pictures of predictions: a PNG strip and an animated GIF of context | truth | prediction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .model import FrameModel
+from .tasks import future_frames
+
+
+def _to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """``[..., C, H, W]`` floats in [0, 1] -> ``[..., H, W, 3]`` uint8."""
+    array = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    array = array.movedim(-3, -1).numpy()
+    return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array[..., :3]
+
+
+def _pad(img: np.ndarray, px: int = 2, value: int = 255) -> np.ndarray:
+    return np.pad(img, ((px, px), (px, px), (0, 0)), constant_values=value)
+
+
+@torch.no_grad()
+def write_pictures(model: FrameModel, dataset: Dataset, out_dir: Path, count: int, device: torch.device) -> list[Path]:
+    """Write ``predictions.png`` (one row of context, truth and prediction per sequence) and
+    ``predictions.gif`` (truth | prediction over time) for the first ``count`` sequences."""
+    model.eval()
+    count = min(count, len(dataset))
+    video = torch.stack([dataset[i]["video"] for i in range(count)]).to(device)
+    context = model.info.context
+    pred = future_frames(model, video)
+    truth = video[:, context:]
+    ctx, tru, prd = _to_uint8(video[:, :context]), _to_uint8(truth), _to_uint8(pred)
+    rows = []
+    for i in range(count):
+        tiles = [_pad(f) for f in ctx[i]]
+        row_ctx = np.concatenate(tiles, axis=1)
+        row_true = np.concatenate([_pad(f) for f in tru[i]], axis=1)
+        row_pred = np.concatenate([_pad(f) for f in prd[i]], axis=1)
+        rows.append(np.concatenate([row_ctx, row_true, row_pred], axis=0))
+        rows.append(np.full((8, rows[-1].shape[1], 3), 255, np.uint8))
+    width = max(r.shape[1] for r in rows)
+    strip = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = out_dir / "predictions.png"
+    Image.fromarray(strip).save(png)
+    frames = []
+    seen = _to_uint8(video)
+    for t in range(video.shape[1]):
+        cells = []
+        for i in range(count):
+            left = seen[i, t]
+            right = prd[i, t - context] if t >= context else seen[i, t]
+            cells.append(np.concatenate([_pad(left), _pad(right, value=0 if t < context else 255)], axis=1))
+        frames.append(Image.fromarray(np.concatenate(cells, axis=0)))
+    gif = out_dir / "predictions.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=150, loop=0)
+    return [png, gif]

@@ -1,0 +1,90 @@
+"""Name -> component registries, filled by the plugins' registration hooks."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UsageError, did_you_mean
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered component: its name, its factory and the plugin that registered it."""
+
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+
+    @property
+    def doc(self) -> str:
+        """The first line of the factory's docstring: the component's one-line description."""
+        doc = inspect.getdoc(self.factory) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    def options(self, fixed: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
+        """The keywords a config may set: every parameter of the factory but the ``fixed`` ones."""
+        params = inspect.signature(self.factory).parameters
+        return {
+            name: p for name, p in params.items()
+            if name not in fixed and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        }
+
+
+class Registry:
+    """Components of one kind (``reader``, ``backbone`` or ``head``), looked up by name."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def add(self, name: str, factory: Callable[..., Any], plugin: str) -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise UsageError(f"plugin '{plugin}' registers {self.kind} {name!r}: names must be identifiers")
+        if not callable(factory):
+            raise UsageError(f"plugin '{plugin}' registers {self.kind} '{name}' with a non-callable {factory!r}")
+        if name in self._entries:
+            other = self._entries[name].plugin
+            raise UsageError(f"{self.kind} '{name}' is registered twice: by plugin '{other}' and by plugin '{plugin}'")
+        self._entries[name] = Entry(name, factory, plugin)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def entries(self) -> list[Entry]:
+        return [self._entries[n] for n in self.names()]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            hint = did_you_mean(name, self._entries)
+            raise UsageError(
+                f"unknown {self.kind} '{name}'{hint} available: {', '.join(self.names()) or '(none)'}"
+            ) from None
+
+    def build(self, name: str, options: Mapping[str, Any], *, key: str, **fixed: Any) -> Any:
+        """Call the factory of ``name`` with the config's ``options`` and framegru's ``fixed`` keywords.
+
+        ``key`` is the dotted config key of these options, used in error messages.
+        """
+        entry = self.get(name)
+        allowed = entry.options(tuple(fixed))
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(entry.factory).parameters.values())
+        for option in options:
+            if option not in allowed and not accepts_any:
+                hint = did_you_mean(option, allowed)
+                listing = ", ".join(allowed) or "(none)"
+                raise UsageError(f"unknown option '{key}.{option}' for {self.kind} '{name}'{hint} options: {listing}")
+        missing = [n for n, p in allowed.items() if p.default is p.empty and n not in options]
+        if missing:
+            raise UsageError(f"{self.kind} '{name}' needs option '{key}.{missing[0]}'")
+        try:
+            return entry.factory(**fixed, **options)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"{self.kind} '{name}' ({key}): {exc}") from exc

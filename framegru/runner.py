@@ -1,0 +1,276 @@
+"""The training loop shared by every task: build, train, evaluate, checkpoint, resume.
+
+Resume is exact: batches come from a deterministic, seeded order indexed by the step number, and the
+optimizer and RNG state travel in the ``last`` checkpoint, so a run that is killed and resumed reaches
+the same weights as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset
+
+from . import checkpoint, distributed
+from .config import Config
+from .data import DataInfo
+from .errors import DataError, FramegruError, UsageError
+from .events import RunEvents
+from .model import FrameModel, build_model
+from .plugin_manager import Components
+from .tasks import evaluate, training_loss
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("train.device=cuda but CUDA is not available here; use train.device=auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and distributed.is_distributed():
+        return torch.device("cuda", distributed.local_rank())
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA (no loss scaling needed), plain fp32 on the CPU."""
+    if enabled and device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def build_reader(config: Config, components: Components, split: str, **overrides: Any) -> Dataset:
+    spec = config.data.reader
+    options = {**spec.options, **overrides}
+    dataset = components.readers.build(spec.name, options, key="data.reader", root=config.data_root(), split=split)
+    if not isinstance(getattr(dataset, "info", None), DataInfo):
+        raise UsageError(f"reader '{spec.name}' returned a dataset without a framegru DataInfo `info`")
+    return dataset
+
+
+def learning_rate(config: Config, step: int) -> float:
+    """The schedule as a pure function of the step, so resuming needs no scheduler state."""
+    train = config.train
+    total = max(train.max_steps, 1)
+    warm = int(train.warmup * total)
+    if train.schedule == "constant":
+        return train.lr
+    if step < warm:
+        return train.lr * (step + 1) / warm
+    progress = (step - warm) / max(total - warm, 1)
+    floor = train.lr / 1e3 if train.schedule == "onecycle" else 0.0
+    return floor + (train.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def batch_order(n: int, batch_size: int, seed: int, start_step: int, rank: int = 0, world: int = 1) -> Iterator[list[int]]:
+    """Indices of each step's batch: a fresh seeded permutation per epoch, sharded over ranks.
+
+    Step ``s`` always gets the same indices, whatever step the run started from.
+    """
+    global_batch = batch_size * world
+    per_epoch = max(n // global_batch, 1)
+    step = start_step
+    while True:
+        epoch, offset = divmod(step, per_epoch)
+        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        perm = torch.randperm(n, generator=g) if n >= global_batch else torch.randint(n, (global_batch,), generator=g)
+        for i in range(offset, per_epoch):
+            chunk = perm[i * global_batch : (i + 1) * global_batch]
+            yield chunk[rank * batch_size : (rank + 1) * batch_size].tolist()
+        step = (epoch + 1) * per_epoch
+
+
+def _loader(dataset: Dataset, config: Config, batches) -> DataLoader:
+    return DataLoader(
+        dataset, batch_sampler=batches, num_workers=config.data.num_workers,
+        pin_memory=torch.cuda.is_available(), persistent_workers=False,
+    )
+
+
+def eval_batches(dataset: Dataset, config: Config, limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    n = len(dataset)
+    size = config.train.batch_size
+    rank, world = distributed.rank(), distributed.world_size()
+    chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+    if limit is not None:
+        chunks = chunks[:limit]
+    return iter(_loader(dataset, config, chunks[rank::world]))
+
+
+def _optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on biases and norms
+    groups = [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.train.lr)
+
+
+def _train_state(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    state = {}
+    for index, values in optimizer.state_dict()["state"].items():
+        for key, value in values.items():
+            state[f"optim/{index}/{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    state["rng/cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        state["rng/cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _restore_train_state(optimizer: torch.optim.Optimizer, state: dict[str, torch.Tensor], device: torch.device) -> None:
+    per_param: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        if key.startswith("optim/"):
+            _, index, name = key.split("/", 2)
+            per_param.setdefault(int(index), {})[name] = value.to(device) if name != "step" else value.cpu()
+    saved = optimizer.state_dict()
+    saved["state"] = per_param
+    try:
+        optimizer.load_state_dict(saved)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise DataError(f"the optimizer state in the checkpoint does not fit this model: {exc}") from None
+    if "rng/cpu" in state:
+        torch.set_rng_state(state["rng/cpu"].cpu())
+    if "rng/cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["rng/cuda"].cpu())
+
+
+class Runner:
+    """Trains and evaluates one config; ``run()`` is ``framegru run``."""
+
+    def __init__(self, config: Config, components: Components, events: RunEvents | None = None):
+        self.config = config
+        self.components = components
+        self.events = events or RunEvents()
+        self.dir = Path(config.run.dir)
+        self.device = pick_device(config.train.device)
+        self.autocast = autocast_for(self.device, config.train.amp)
+        self.is_main = distributed.rank() == 0
+
+    # -- building -----------------------------------------------------------------------------
+    def _build(self) -> None:
+        torch.manual_seed(self.config.seed)
+        self.train_set = build_reader(self.config, self.components, "train")
+        self.val_set = build_reader(self.config, self.components, "val")
+        self.info: DataInfo = self.train_set.info
+        self.model: FrameModel = build_model(self.config, self.components, self.info).to(self.device)
+        if self.model.task == "predict" and not self.info.context:
+            raise UsageError(f"head '{self.config.model.head.name}' predicts frames but reader "
+                             f"'{self.config.data.reader.name}' gives no context length")
+        if self.model.task == "classify" and not self.info.classes:
+            raise UsageError(f"head '{self.config.model.head.name}' classifies but reader "
+                             f"'{self.config.data.reader.name}' has no classes")
+        self.train_model = distributed.wrap(self.model, self.device)
+        self.optimizer = _optimizer(self.model, self.config)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _save(self, name: str, step: int, metrics: dict[str, Any] | None, with_state: bool) -> Path:
+        path = self.dir / f"{name}.safetensors"
+        checkpoint.save(
+            path, self.model.state_dict(), config=self.config.to_dict(), info=self.info.to_dict(), step=step,
+            train_state=_train_state(self.optimizer) if with_state else None,
+            extra={"metrics": metrics or {}, "best": self.best},
+        )
+        return path
+
+    def _resume(self) -> int:
+        path = self.dir / "last.safetensors"
+        if not path.exists():
+            raise UsageError(f"--resume: no checkpoint to resume from at {path}")
+        ckpt = checkpoint.load(path, "cpu")
+        if ckpt.config.get("model") != self.config.to_dict()["model"]:
+            raise UsageError(f"--resume: {path} was trained with a different model config; use another run.dir")
+        missing, unexpected = self.model.load_state_dict(ckpt.weights, strict=False)
+        if missing or unexpected:
+            raise DataError(f"{path} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        _restore_train_state(self.optimizer, ckpt.train_state, self.device)
+        self.best = ckpt.extra.get("best")
+        return ckpt.step
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _better(self, metrics: dict[str, float]) -> bool:
+        key, lower = ("mse", True) if self.model.task == "predict" else ("accuracy", False)
+        value = metrics[key]
+        if self.best is None or (value < self.best if lower else value > self.best):
+            self.best = value
+            return True
+        return False
+
+    def evaluate(self, limit: int | None = None) -> dict[str, float]:
+        result = evaluate(self.model, eval_batches(self.val_set, self.config, limit), self.device, self.autocast)
+        return distributed.reduce_metrics(result)
+
+    def _teacher(self, step: int) -> float:
+        ramp = self.config.train.scheduled_sampling * self.config.train.max_steps
+        return max(0.0, 1.0 - step / ramp) if ramp > 0 else 0.0
+
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        self.best: float | None = None
+        self._build()
+        start = self._resume() if resume else 0
+        if self.is_main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            (self.dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        train = self.config.train
+        every_ckpt = train.checkpoint_every or train.eval_every
+        order = batch_order(len(self.train_set), train.batch_size, self.config.seed, start,
+                            distributed.rank(), distributed.world_size())
+        batches = iter(_loader(self.train_set, self.config, order))
+        self.events.start(self, start)
+        last_metrics: dict[str, Any] = {}
+        self.model.train()
+        step = start
+        tic = time.perf_counter()
+        for step in range(start, train.max_steps):
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in next(batches).items()}
+            lr = learning_rate(self.config, step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with self.autocast():
+                loss = training_loss(self.train_model, self.model.task, batch,
+                                     teacher=self._teacher(step), label_smoothing=train.label_smoothing)
+            if not torch.isfinite(loss):
+                raise DataError(f"loss is {loss.item()} at step {step + 1}: training diverged; "
+                                f"the last good checkpoint is kept in {self.dir} (try a lower train.lr)")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if train.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
+            self.optimizer.step()
+            done = step + 1
+            self.events.step(done, loss.item(), lr, batch_size=train.batch_size * distributed.world_size())
+            if done % train.eval_every == 0 or done == train.max_steps:
+                last_metrics = {"step": done, "loss": loss.item(), **self.evaluate(train.eval_batches),
+                                "seconds": round(time.perf_counter() - tic, 2)}
+                improved = self._better(last_metrics)
+                if self.is_main:
+                    with open(self.dir / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps(last_metrics) + "\n")
+                    if improved:
+                        self._save("best", done, last_metrics, with_state=False)
+                    self.events.evaluated(done, last_metrics)
+            if self.is_main and (done % every_ckpt == 0 or done == train.max_steps):
+                self._save("last", done, last_metrics, with_state=True)
+        if start >= train.max_steps and self.is_main:
+            self.events.note(f"already at step {start} of {train.max_steps}: nothing to train")
+        self.events.finish()
+        if self.is_main and self.config.run.pictures and self.model.task == "predict":
+            from .pictures import write_pictures
+            write_pictures(self.model, self.val_set, self.dir, self.config.run.pictures, self.device)
+        return last_metrics
+
+
+def run_config(config: Config, components: Components, *, resume: bool = False, events: RunEvents | None = None) -> dict[str, Any]:
+    """Train ``config`` end to end; returns the last evaluation's metrics."""
+    try:
+        return Runner(config, components, events).run(resume=resume)
+    except FileNotFoundError as exc:
+        raise DataError(str(exc)) from exc
+    except FramegruError:
+        raise

@@ -1,0 +1,5 @@
+"""framegru's built-in readers, backbones and heads, imported as ``framegru_plugins``.
+
+Each module is one plugin, registered through the ``framegru`` entry-point group exactly like a
+third-party package's.
+"""

@@ -1,0 +1,138 @@
+"""Reader ``moving_mnist``: bouncing MNIST digits, generated on the fly, or read from a ``.npy`` file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from framegru import DataInfo, hookimpl
+from framegru.errors import DataError
+
+from .mnist_files import load_mnist
+
+# The documented seed of the fixed validation/test sequences (made from MNIST *test* digits only).
+EVAL_SEED = 2024
+SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+
+
+def bouncing_digits(digits: np.ndarray, frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """One sequence ``uint8 [frames, size, size]`` of ``digits`` (``[K, 28, 28]``) bouncing off the edges.
+
+    As in Srivastava et al. (2015): each digit starts at a random position with a random direction and
+    moves 0.1 of the free range per frame, reflecting at the borders; overlaps take the maximum.
+    """
+    canvas = np.zeros((frames, size, size), np.uint8)
+    free = size - digits.shape[-1]
+    for digit in digits:
+        pos = rng.uniform(0, 1, 2)
+        theta = rng.uniform(0, 2 * np.pi)
+        vel = 0.1 * np.array([np.sin(theta), np.cos(theta)])
+        for t in range(frames):
+            y, x = (pos * free).round().astype(int)
+            patch = canvas[t, y : y + 28, x : x + 28]
+            np.maximum(patch, digit, out=patch)
+            pos = pos + vel
+            for axis in range(2):  # reflect at the borders
+                if pos[axis] < 0:
+                    pos[axis], vel[axis] = -pos[axis], -vel[axis]
+                elif pos[axis] > 1:
+                    pos[axis], vel[axis] = 2 - pos[axis], -vel[axis]
+    return canvas
+
+
+class MovingMNIST(Dataset):
+    """Moving MNIST: ``digits`` MNIST digits bouncing in a 64x64 canvas (train: MNIST train digits).
+
+    Args:
+        root: data root with ``MNIST/raw`` (downloaded there when missing and online).
+        split: ``train`` (training digits, a new random sequence per index), ``val`` and ``test``
+            (test digits, fixed by ``EVAL_SEED``).
+        path: read sequences from a ``.npy`` file ``uint8 [T, N, 64, 64]`` (the public
+            ``mnist_test_seq.npy`` layout) instead of generating them.
+        digits: digits per sequence.
+        frames: frames per sequence (``context + future``).
+        context: frames given before the model predicts.
+        size: canvas side in pixels.
+        sequences: sequences in the split (default: 100000 train, 1000 val, 10000 test).
+        seed: seed of the training sequences.
+    """
+
+    def __init__(self, *, root: Path, split: str, path: str | None = None, digits: int = 2, frames: int = 20,
+                 context: int = 10, size: int = 64, sequences: int | None = None, seed: int = 0):
+        if not 0 < context < frames:
+            raise ValueError(f"context must be between 1 and frames - 1 = {frames - 1}, got {context}")
+        self.split, self.frames, self.size, self.digits = split, frames, size, digits
+        self.array: np.ndarray | None = None
+        if path is not None:
+            self.array = read_sequences(Path(path), frames)
+            size = self.array.shape[-1]
+            self.length = self.array.shape[1] if sequences is None else min(sequences, self.array.shape[1])
+        else:
+            images, _ = load_mnist(Path(root), "train" if split == "train" else "test")
+            self.images = images
+            self.length = sequences or {"train": 100_000, "val": 1_000}.get(split, 10_000)
+        self.seed = seed if split == "train" else EVAL_SEED
+        self.info = DataInfo(channels=1, height=size, width=size, context=context, future=frames - context)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def sequence(self, index: int) -> np.ndarray:
+        """The ``uint8 [frames, size, size]`` sequence at ``index``; the same every time."""
+        if self.array is not None:
+            return np.asarray(self.array[: self.frames, index])
+        rng = np.random.default_rng([self.seed, SPLIT_IDS.get(self.split, 3), index])
+        picks = rng.integers(0, len(self.images), self.digits)
+        return bouncing_digits(self.images[picks], self.frames, self.size, rng)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        return {"video": torch.from_numpy(self.sequence(index)).unsqueeze(1).float().div_(255)}
+
+
+def read_sequences(path: Path, frames: int) -> np.ndarray:
+    """Memory-map a ``uint8 [T, N, H, W]`` array; never unpickles."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"no such file: {path}") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable .npy array of uint8 [T, N, H, W]: {exc}") from None
+    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[2] != array.shape[3]:
+        raise DataError(f"{path} holds {array.dtype} {array.shape}; expected uint8 [T, N, H, H] like mnist_test_seq.npy")
+    if array.shape[0] < frames:
+        raise DataError(f"{path} has {array.shape[0]} frames per sequence; the config needs {frames}")
+    return array
+
+
+def write_sequences(dataset: MovingMNIST, path: Path) -> None:
+    """Write the split as ``uint8 [T, N, H, W]``, the public ``mnist_test_seq.npy`` layout."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8,
+                                    shape=(dataset.frames, len(dataset), dataset.size, dataset.size))
+    for i in range(len(dataset)):
+        out[:, i] = dataset.sequence(i)
+    out.flush()
+
+
+@hookimpl
+def framegru_register_readers(register):
+    register("moving_mnist", MovingMNIST)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write fixed Moving MNIST sequences from MNIST test digits.")
+    parser.add_argument("out", type=Path, help="output .npy file, uint8 [T, N, 64, 64]")
+    parser.add_argument("--root", type=Path, required=True, help="data root holding MNIST/raw")
+    parser.add_argument("--sequences", type=int, default=10_000)
+    parser.add_argument("--split", default="test", choices=["val", "test"])
+    args = parser.parse_args()
+    write_sequences(MovingMNIST(root=args.root, split=args.split, sequences=args.sequences), args.out)
+
+
+if __name__ == "__main__":
+    main()

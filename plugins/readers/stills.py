@@ -1,0 +1,51 @@
+"""What the still-image readers share: a list of labelled images, a held-out split, augmentation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from framegru import DataInfo
+
+
+def hold_out(count: int, fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Split ``range(count)`` into (train, val) indices; the same split for a given seed."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {fraction}")
+    perm = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(1, int(round(count * fraction)))
+    return sorted(perm[n_val:]), sorted(perm[:n_val])
+
+
+def augment(image: torch.Tensor, padding: int, flip: bool) -> torch.Tensor:
+    """Random crop after zero padding, and a random horizontal flip (the standard CIFAR recipe)."""
+    if padding:
+        h, w = image.shape[-2:]
+        padded = F.pad(image, (padding,) * 4)
+        dy, dx = torch.randint(0, 2 * padding + 1, (2,)).tolist()
+        image = padded[:, dy : dy + h, dx : dx + w]
+    if flip and torch.rand(()) < 0.5:
+        image = image.flip(-1)
+    return image
+
+
+class LabelledImages(Dataset):
+    """Items ``{"image": [C, H, W], "label": int}`` from ``load(i)`` for each index in ``indices``."""
+
+    def __init__(self, load: Callable[[int], torch.Tensor], labels: Sequence[int], indices: Sequence[int],
+                 info: DataInfo, crop_padding: int = 0, flip: bool = False):
+        self.load, self.labels, self.indices, self.info = load, labels, list(indices), info
+        self.crop_padding, self.flip = crop_padding, flip
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
+        index = self.indices[i]
+        image = self.load(index)
+        if self.crop_padding or self.flip:
+            image = augment(image, self.crop_padding, self.flip)
+        return {"image": image, "label": int(self.labels[index])}
