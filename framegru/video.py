@@ -1,0 +1,407 @@
+"""Video files with PyAV: a decoder thread that streams frames in constant memory, clips read by
+seeking, and a writer that always finalizes its file.
+
+A frame is a ``uint8 [H, W, C]`` array, ``C`` 1 (gray) or 3 (RGB), always upright: the rotation a
+phone stores in the display matrix is applied. The decoder itself converts the colours and resizes
+(swscale, through ``VideoFrame.to_ndarray``), so no full-size RGB copy of a frame is ever made.
+Frame times come from the presentation timestamps, so variable frame rate videos keep their timing.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .errors import DataError, UsageError
+
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp"}
+FITS = ("crop", "stretch")
+_POLL = 0.1  # seconds a blocked thread waits before it checks whether it was told to stop
+_END = object()
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: ``image`` ``uint8 [H, W, C]``, ``time`` in seconds, ``index`` from the first frame read."""
+
+    image: np.ndarray
+    time: float
+    index: int
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What a video holds, found by demuxing (no decoding but of the first frame).
+
+    Args:
+        width: upright width in pixels.
+        height: upright height in pixels.
+        rotation: degrees the decoded picture is turned counter-clockwise to be upright.
+        fps: average frame rate.
+        times: presentation time of every frame in seconds, ascending.
+    """
+
+    width: int
+    height: int
+    rotation: int
+    fps: float
+    times: tuple[float, ...]
+
+    @property
+    def frames(self) -> int:
+        return len(self.times)
+
+
+def _fail(path: Path, exc: BaseException) -> DataError:
+    """One line for whatever FFmpeg (or the file system) said about ``path``."""
+    if isinstance(exc, DataError):
+        return exc
+    if isinstance(exc, FileNotFoundError):
+        return DataError(f"video not found: {path}")
+    if isinstance(exc, IsADirectoryError):
+        return DataError(f"video is a directory, not a file: {path}")
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return DataError(f"cannot decode video {path}: {reason}")
+
+
+def _open(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    container = av.open(str(path))
+    if not container.streams.video:
+        container.close()
+        raise DataError(f"{path} has no video stream")
+    return container, container.streams.video[0]
+
+
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that make ``frame`` upright (``rotation`` is the display matrix's)."""
+    return round((frame.rotation or 0) / 90) % 4
+
+
+def probe(path: str | Path) -> VideoProbe:
+    """Frame count, timestamps, upright size and rotation of a video.
+
+    Raises:
+        DataError: the file is missing, not a video, or holds no decodable frame.
+    """
+    path = Path(path)
+    try:
+        container, stream = _open(path)
+        with container:
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise DataError(f"{path} has no video frames")
+            turns = _quarter_turns(first)
+        container, stream = _open(path)
+        with container:
+            base = stream.time_base
+            stamps = [p.pts if p.pts is not None else p.dts for p in container.demux(stream) if p.size]
+            rate = float(stream.average_rate or stream.guessed_rate or 30)
+    except Exception as exc:
+        raise _fail(path, exc) from None
+    if stamps and None not in stamps and base is not None:
+        times = tuple(float(s * base) for s in sorted(stamps))
+    else:  # no timestamps (raw streams): assume a constant rate
+        times = tuple(i / rate for i in range(max(len(stamps), 1)))
+    width, height = (first.height, first.width) if turns % 2 else (first.width, first.height)
+    return VideoProbe(width, height, turns * 90, rate, times)
+
+
+def _check_format(size: Sequence[int] | None, channels: int, fit: str) -> None:
+    if channels not in (1, 3):
+        raise UsageError(f"channels must be 1 (gray) or 3 (RGB), got {channels}")
+    if fit not in FITS:
+        raise UsageError(f"fit must be one of {', '.join(FITS)}, got '{fit}'")
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise UsageError(f"size must be [height, width] in pixels, got {list(size)}")
+
+
+def cover(width: int, height: int, size: Sequence[int], fit: str) -> tuple[int, int]:
+    """``(w, h)`` to scale a ``width x height`` picture to before a centre crop gives ``size`` ``(H, W)``."""
+    out_h, out_w = size
+    if fit == "stretch":
+        return out_w, out_h
+    scale = max(out_w / width, out_h / height)
+    return max(out_w, round(width * scale)), max(out_h, round(height * scale))
+
+
+def centre_crop(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """The centre ``size`` ``(H, W)`` of ``image`` ``[h, w, ...]``."""
+    h, w = image.shape[:2]
+    top, left = (h - size[0]) // 2, (w - size[1]) // 2
+    return image[top : top + size[0], left : left + size[1]]
+
+
+def convert(frame: av.VideoFrame, size: Sequence[int] | None, channels: int, fit: str) -> np.ndarray:
+    """An upright ``uint8 [H, W, channels]`` array of ``frame``, scaled by the decoder's own scaler."""
+    turns = _quarter_turns(frame)
+    upright = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
+    width, height = upright if size is None else cover(*upright, size, fit)
+    if turns % 2:  # ask swscale for the sideways size, so the turn below gives the upright one
+        width, height = height, width
+    shrink = width * height < frame.width * frame.height
+    image = frame.to_ndarray(format="gray8" if channels == 1 else "rgb24", width=width, height=height,
+                             interpolation="AREA" if shrink else "BILINEAR")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if turns:
+        image = np.rot90(image, turns)
+    if size is not None:
+        image = centre_crop(image, size)
+    return np.ascontiguousarray(image)
+
+
+class _Failure:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put ``item`` unless told to stop first; a bounded queue never blocks a thread for good."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=_POLL)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+class FrameStream:
+    """Decode a video in a background thread and iterate over its :class:`Frame` s as they come.
+
+    Decoding overlaps whatever the caller does with each frame; at most ``queue_size`` frames wait,
+    so memory stays constant however long the video. Use it as a context manager (or call
+    :meth:`close`) so the thread stops when the caller stops reading.
+
+    Args:
+        path: any file FFmpeg reads.
+        size: ``(H, W)`` of the frames; None keeps the video's upright size.
+        channels: 1 (gray) or 3 (RGB).
+        fit: ``crop`` scales to cover ``size`` and keeps the centre (no distortion); ``stretch`` scales to it.
+        start: seconds; decoding seeks to the keyframe before and skips the frames before ``start``.
+        threads: codec threads (0: one per core).
+        queue_size: frames decoded ahead of the caller.
+
+    Raises (while iterating):
+        DataError: the file is missing, not a video, or cannot be decoded.
+    """
+
+    def __init__(self, path: str | Path, *, size: Sequence[int] | None = None, channels: int = 3,
+                 fit: str = "crop", start: float = 0.0, threads: int = 0, queue_size: int = 8):
+        _check_format(size, channels, fit)
+        self.path = Path(path)
+        self.size, self.channels, self.fit, self.start, self.threads = size, channels, fit, start, threads
+        self.fps = 30.0
+        self.decode_seconds = 0.0  # time spent demuxing, decoding and converting, not waiting
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+        self._stop = threading.Event()
+        self._ended = False
+        self._thread = threading.Thread(target=self._decode, name=f"decode {self.path.name}", daemon=True)
+        self._thread.start()
+
+    def _decode(self) -> None:
+        try:
+            container, stream = _open(self.path)
+            with container:
+                stream.thread_type = "AUTO"  # frame and slice threads
+                stream.codec_context.thread_count = self.threads
+                self.fps = float(stream.average_rate or stream.guessed_rate or 30)
+                if self.start > 0 and stream.time_base:
+                    container.seek(int(self.start / stream.time_base), stream=stream, backward=True)
+                index = 0
+                tic = time.perf_counter()
+                for frame in container.decode(stream):
+                    at = float(frame.time) if frame.time is not None else index / self.fps
+                    if at < self.start - 1e-6:
+                        continue
+                    image = convert(frame, self.size, self.channels, self.fit)
+                    self.decode_seconds += time.perf_counter() - tic
+                    if not _put(self._queue, Frame(image, at, index), self._stop):
+                        return
+                    index += 1
+                    tic = time.perf_counter()
+                if index == 0:
+                    raise DataError(f"{self.path} has no video frames" + (f" after {self.start:.2f}s" if self.start else ""))
+        except BaseException as exc:  # handed to the reader, who raises it
+            _put(self._queue, _Failure(_fail(self.path, exc)), self._stop)
+        finally:
+            _put(self._queue, _END, self._stop)
+
+    def __iter__(self) -> Iterator[Frame]:
+        while not self._ended:
+            item = self._queue.get()
+            if item is _END:
+                self._ended = True
+            elif isinstance(item, _Failure):
+                self._ended = True
+                raise item.exc
+            else:
+                yield item
+
+    def close(self) -> None:
+        """Stop the decoder thread and wait for it (it checks every 0.1 s)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "FrameStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_clip(path: str | Path, times: Sequence[float], *, size: Sequence[int], channels: int = 3,
+              fit: str = "crop", threads: int = 0) -> np.ndarray:
+    """The frames shown at ``times`` (seconds, ascending; repeats allowed): ``uint8 [T, H, W, C]``.
+
+    Seeks to the keyframe before ``times[0]`` and decodes forward; each time gets the first frame at or
+    after it. A video that ends early repeats its last frame.
+
+    Raises:
+        DataError: the file cannot be decoded, or holds no frame at or after ``times[0]``.
+    """
+    wanted = list(times)
+    clip: list[np.ndarray] = []
+    with FrameStream(path, size=size, channels=channels, fit=fit, start=wanted[0], threads=threads, queue_size=4) as stream:
+        for frame in stream:
+            while len(clip) < len(wanted) and frame.time >= wanted[len(clip)] - 1e-6:
+                clip.append(frame.image)
+            if len(clip) == len(wanted):
+                break
+    if not clip:
+        raise DataError(f"{path} has no frame at {wanted[0]:.3f}s or later")
+    clip += [clip[-1]] * (len(wanted) - len(clip))
+    return np.stack(clip)
+
+
+class VideoWriter:
+    """Encode frames to a video file in a background thread; the file is finalized however it ends.
+
+    Args:
+        path: the output; the container follows the suffix (``.mp4``, ``.mkv``, ``.webm``...).
+        fps: nominal rate; frames written without a ``time`` are ``1 / fps`` apart.
+        scale: integer enlargement (nearest neighbour, done by the encoder's scaler).
+        pixel_format: layout of the arrays given to :meth:`write`: ``rgb24``, ``bgr24`` or ``gray8``.
+        crf: quality, 0 (lossless) to 51 (worst).
+        fragmented: for MP4, write self-contained fragments: the file stays playable even if the
+            process is killed before :meth:`close`.
+        queue_size: frames waiting for the encoder.
+
+    ``write(image, time)`` with ``image`` ``uint8 [H, W, C]``; every frame has the first frame's size.
+    Use it as a context manager or call :meth:`close`, which flushes the encoder and writes the index.
+    """
+
+    def __init__(self, path: str | Path, *, fps: float = 30.0, scale: int = 1, pixel_format: str = "rgb24",
+                 crf: int = 20, fragmented: bool = False, queue_size: int = 16):
+        if scale < 1:
+            raise UsageError(f"scale must be a positive integer, got {scale}")
+        if pixel_format not in ("rgb24", "bgr24", "gray8"):
+            raise UsageError(f"pixel_format must be rgb24, bgr24 or gray8, got '{pixel_format}'")
+        self.path = Path(path)
+        self.fps, self.scale, self.pixel_format = fps, scale, pixel_format
+        self.frames = 0
+        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if fragmented else {}
+        self._fragmented = fragmented
+        self._crf = crf
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._container = av.open(str(self.path), "w", options=options)
+        except Exception as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise UsageError(f"cannot write video {self.path}: {reason} (use a .mp4, .mkv or .webm file)") from None
+        self._stream = None
+        self._last_pts = -1
+        self._error: BaseException | None = None
+        self._closed = False
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._encode, name=f"encode {self.path.name}", daemon=True)
+        self._thread.start()
+
+    def _open_stream(self, height: int, width: int) -> None:
+        codec = "libvpx" if self.path.suffix.lower() == ".webm" else "libx264"
+        options = {"crf": str(self._crf), "preset": "veryfast"} if codec == "libx264" else {"crf": str(self._crf), "b": "0"}
+        if self._fragmented:
+            options["bf"] = "0"  # no reordering: each fragment's timestamps start where they should
+        stream = self._container.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1001), options=options)
+        # 4:2:0 needs even sides; a one-pixel stretch beats a codec error.
+        stream.width = 2 * math.ceil(width * self.scale / 2)
+        stream.height = 2 * math.ceil(height * self.scale / 2)
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.codec_context.gop_size = max(1, round(self.fps))
+        self._stream = stream
+
+    def _encode(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _END:
+                    break
+                image, at = item
+                if self._stream is None:
+                    self._open_stream(*image.shape[:2])
+                frame = av.VideoFrame.from_ndarray(image[:, :, 0] if image.shape[2] == 1 else image, format=self.pixel_format)
+                frame = frame.reformat(width=self._stream.width, height=self._stream.height, format="yuv420p",
+                                       interpolation="POINT")
+                pts = max(round(at * 1000), self._last_pts + 1)  # strictly increasing, whatever the clock did
+                frame.pts, frame.time_base, self._last_pts = pts, Fraction(1, 1000), pts
+                for packet in self._stream.encode(frame):
+                    self._container.mux(packet)
+        except BaseException as exc:
+            self._error = exc
+            self._stop.set()  # write() sees it and raises
+
+    def write(self, image: np.ndarray, time: float | None = None) -> None:
+        """Queue one frame ``uint8 [H, W, C]`` shown at ``time`` seconds (default: ``frames / fps``)."""
+        if self._closed:
+            raise RuntimeError(f"write to a closed VideoWriter ({self.path})")
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.dtype != np.uint8 or image.ndim != 3:
+            raise ValueError(f"expected a uint8 [H, W, C] frame, got {image.dtype} {image.shape}")
+        at = self.frames / self.fps if time is None else time
+        if not _put(self._queue, (np.ascontiguousarray(image), at), self._stop):
+            self._raise()
+        self.frames += 1
+
+    def _raise(self) -> None:
+        exc = self._error
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise DataError(f"cannot write video {self.path}: {reason}") from None
+
+    def close(self) -> None:
+        """Encode what is queued, flush the encoder and finalize the file. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        _put(self._queue, _END, self._stop)
+        self._thread.join()
+        try:
+            if self._stream is not None and self._error is None:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+        except Exception as exc:
+            self._error = self._error or exc
+        finally:
+            self._container.close()
+            if self._stream is None:  # nothing was written: no empty, unplayable file left behind
+                self.path.unlink(missing_ok=True)
+        if self._error is not None:
+            self._raise()
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

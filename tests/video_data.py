@@ -1,0 +1,54 @@
+"""Small labelled videos written by the tests themselves: a digit moving left, right, up or down."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from framegru.video import VideoWriter
+
+DIRECTIONS = ("down", "left", "right", "up")  # sorted, as the reader sorts class folders
+STEPS = {"down": (1, 0), "left": (0, -1), "right": (0, 1), "up": (-1, 0)}
+
+
+def moving_digit(digit: int, direction: str, *, frames: int = 12, size: int = 32, speed: int = 2,
+                 seed: int = 0) -> np.ndarray:
+    """``uint8 [frames, size, size]``: a white digit drawn by OpenCV, moving ``speed`` px per frame
+    in ``direction`` and wrapping around the edges."""
+    rng = np.random.default_rng(seed)
+    canvas = np.zeros((size, size), np.uint8)
+    scale = size / 40
+    cv2.putText(canvas, str(digit), (size // 4, 3 * size // 4), cv2.FONT_HERSHEY_SIMPLEX, scale, 255,
+                max(1, size // 16), cv2.LINE_AA)
+    canvas = np.roll(canvas, tuple(rng.integers(0, size, 2)), axis=(0, 1))
+    dy, dx = STEPS[direction]
+    return np.stack([np.roll(canvas, (t * speed * dy, t * speed * dx), axis=(0, 1)) for t in range(frames)])
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float = 10.0, crf: int = 0) -> Path:
+    """Write ``uint8 [T, H, W]`` or ``[T, H, W, C]`` frames as a real H.264 file (lossless by default)."""
+    with VideoWriter(path, fps=fps, crf=crf, pixel_format="gray8" if frames.ndim == 3 else "rgb24") as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
+
+
+def write_direction_tree(folder: Path, *, per_class: int = 4, frames: int = 12, size: int = 32,
+                         classes: Sequence[str] = DIRECTIONS, seed: int = 0) -> Path:
+    """``folder/<direction>/<i>.mp4``: ``per_class`` videos of a random digit moving that way."""
+    rng = np.random.default_rng(seed)
+    for name in classes:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            clip = moving_digit(int(rng.integers(10)), name, frames=frames, size=size, seed=int(rng.integers(1 << 30)))
+            write_video(folder / name / f"{i:02d}.mp4", clip)
+    return folder
+
+
+def ramp_video(path: Path, frames: int = 40, size: int = 16, fps: float = 10.0) -> Path:
+    """A gray video whose frame ``k`` has the level ``5 * k``: decoded values tell which frame came back."""
+    levels = (np.arange(frames) * 5).astype(np.uint8)
+    return write_video(path, np.broadcast_to(levels[:, None, None], (frames, size, size)).copy(), fps=fps)
