@@ -12,35 +12,53 @@ from .errors import DataError
 
 cv2.setNumThreads(1)  # data loading runs in several workers already
 
+# Keep 16-bit depth and gray vs colour, apply the EXIF orientation (IMREAD_UNCHANGED would ignore it,
+# and a phone photo would come out on its side); alpha is dropped.
+DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma, as OpenCV and PIL use
+
+
+def _to_unit_range(image: np.ndarray) -> np.ndarray:
+    """Integers scaled by their type's maximum (255, 65535...), floats taken as already in ``[0, 1]``."""
+    if image.dtype.kind in "ui":
+        return image.astype(np.float32) / float(np.iinfo(image.dtype).max)
+    return image.astype(np.float32)
+
 
 def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = None) -> torch.Tensor:
     """Decode an image file to a float tensor ``[channels, H, W]`` in ``[0, 1]``.
 
     Args:
-        path: PNG, JPEG, BMP, TIFF, WebP... (whatever OpenCV decodes).
-        channels: 1 (gray) or 3 (RGB); an alpha channel is dropped.
+        path: PNG, JPEG, BMP, TIFF, WebP... (whatever OpenCV decodes), 8 or 16 bits per channel.
+        channels: 1 (gray, BT.601 luma of a colour image) or 3 (RGB, gray replicated).
         size: ``(H, W)`` to resize to (area interpolation when shrinking), or None to keep.
 
     Raises:
         DataError: the file is missing, unreadable or not an image.
     """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image not found: {path}")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not an image")
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"image not found: {path}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    image = cv2.imdecode(data, DECODE_FLAGS) if data.size else None
     if image is None or image.size == 0:
         raise DataError(f"cannot decode image {path}: not an image, or corrupt")
-    scale = 65535.0 if image.dtype == np.uint16 else 1.0 if image.dtype.kind == "f" else 255.0
-    image = image.astype(np.float32) / scale
+    image = _to_unit_range(image)
     if image.ndim == 2:
         image = image[:, :, None]
-    if image.shape[2] == 4:
-        image = image[:, :, :3]  # drop alpha
+    if image.shape[2] in (2, 4):
+        image = image[:, :, : image.shape[2] - 1]  # drop alpha, should a decoder keep it
     if image.shape[2] == 3:
         image = image[:, :, ::-1]  # OpenCV's BGR -> RGB
     if channels == 1 and image.shape[2] == 3:
-        image = (image @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+        image = (image @ GRAY_WEIGHTS)[:, :, None]
     elif channels == 3 and image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     if size is not None and image.shape[:2] != tuple(size):

@@ -2,33 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+
+import torch
 
 from framegru import DataInfo, hookimpl
 from framegru.errors import DataError
 from framegru.images import read_image
 
-from .stills import LabelledImages, hold_out
+from .stills import LabelledImages, split_indices
 
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
 
 
 def scan(folder: Path) -> tuple[list[str], list[Path], list[int]]:
-    """Class names (sorted subfolder names), image paths and labels under ``folder``."""
+    """Class names (sorted subfolder names), image paths and labels under ``folder``.
+
+    Hidden files and folders (``.DS_Store``, macOS ``._name.jpg`` forks, ``.ipynb_checkpoints``) are skipped.
+    """
     if not folder.is_dir():
         raise DataError(f"image folder not found: {folder}")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"{folder} has no class subfolders (expected {folder}/<class>/<image>)")
     paths, labels = [], []
     for label, name in enumerate(classes):
         for p in sorted((folder / name).rglob("*")):
-            if p.suffix.lower() in EXTENSIONS and p.is_file():
+            hidden = any(part.startswith(".") for part in p.relative_to(folder).parts)
+            if p.suffix.lower() in EXTENSIONS and not hidden and p.is_file():
                 paths.append(p)
                 labels.append(label)
     if not paths:
-        raise DataError(f"no images under {folder}")
+        raise DataError(f"no images under {folder} (looked for {', '.join(sorted(EXTENSIONS))})")
     return classes, paths, labels
+
+
+class ImageFiles:
+    """Image ``i`` of a list of files, decoded by :func:`framegru.images.read_image`; picklable."""
+
+    def __init__(self, paths: Sequence[Path], channels: int, size: tuple[int, int]):
+        self.paths, self.channels, self.size = list(paths), channels, size
+
+    def __call__(self, i: int) -> torch.Tensor:
+        return read_image(self.paths[i], self.channels, self.size)
 
 
 def image_folder(*, root: Path, split: str, path: str | None = None, size: list[int] | None = None,
@@ -37,29 +54,31 @@ def image_folder(*, root: Path, split: str, path: str | None = None, size: list[
     """A class-per-subfolder image tree; class names are the sorted folder names.
 
     Args:
-        root: data root; ``path`` is read relative to it.
-        split: ``train`` and ``val`` hold out ``val_fraction`` of the images (fixed seed); ``test`` is all.
-        path: the tree's folder (default: the data root itself).
-        size: ``[H, W]`` to resize to (default: the first image's size).
-        channels: 1 or 3.
+        root: data root; a relative ``path`` is read under it.
+        split: ``train`` and ``val`` share out the images, ``val`` holding ``val_fraction`` of them
+            (a fixed seed, so the two never overlap); ``test`` is every image.
+        path: the tree's folder, absolute or relative to the data root (default: the data root itself).
+        size: ``[H, W]`` every image is resized to (default: the first image's size).
+        channels: 1 (gray) or 3 (RGB); images are converted to it.
         val_fraction: share of the images held out for ``val``.
         crop_padding: random-crop padding for ``train`` (0: none).
         flip: random horizontal flips for ``train``.
         classes: expected class names, checked against the folders.
     """
-    folder = Path(root) / path if path else Path(root)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ValueError(f"size must be [H, W] with positive sides, got {size}")
+    folder = Path(root) / Path(path).expanduser() if path else Path(root)
     names, paths, labels = scan(folder)
     if classes is not None and list(classes) != names:
         raise DataError(f"{folder} has classes {names}, expected {list(classes)}")
     if size is None:
         size = list(read_image(paths[0], channels).shape[-2:])
     info = DataInfo(channels=channels, height=size[0], width=size[1], classes=names, still=True)
-    indices = list(range(len(paths)))
-    if split in ("train", "val"):
-        train_idx, val_idx = hold_out(len(paths), val_fraction)
-        indices = train_idx if split == "train" else val_idx
     train = split == "train"
-    return LabelledImages(lambda i: read_image(paths[i], channels, tuple(size)), labels, indices, info,
+    return LabelledImages(ImageFiles(paths, channels, (size[0], size[1])), labels,
+                          split_indices(len(paths), split, val_fraction), info,
                           crop_padding if train else 0, flip and train)
 
 

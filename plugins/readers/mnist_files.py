@@ -27,7 +27,7 @@ def _read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path} is not an IDX file of unsigned bytes")
     ndim = data[3]
     dims = np.frombuffer(data, ">u4", count=ndim, offset=4).astype(int)
-    body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+    body = np.frombuffer(bytearray(data), np.uint8, offset=4 + 4 * ndim)  # writable: torch shares it
     if body.size != int(np.prod(dims)):
         raise DataError(f"{path} is truncated: {body.size} bytes for shape {tuple(dims)}")
     return body.reshape(dims)

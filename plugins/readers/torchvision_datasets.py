@@ -13,32 +13,31 @@ from framegru.errors import DataError
 
 from .image_folder import image_folder
 from .mnist_files import load_mnist
-from .stills import LabelledImages, hold_out
+from .stills import LabelledImages, TensorImages, split_indices
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def mnist(*, root: Path, split: str, val_fraction: float = 1 / 12) -> LabelledImages:
+def mnist(*, root: Path, split: str, val_fraction: float = 1 / 12, crop_padding: int = 0) -> LabelledImages:
     """MNIST digits, 28x28 gray: ``train``/``val`` split the 60,000 training digits, ``test`` is the 10,000.
 
     Args:
         root: data root with ``MNIST/raw`` (torchvision's layout; downloaded when missing and online).
         split: ``train``, ``val`` or ``test``.
         val_fraction: share of the training digits held out for ``val`` (default 5,000).
+        crop_padding: random shifts of up to this many pixels on ``train`` (0: none; no flips, digits have a side).
     """
     images, labels = load_mnist(Path(root), "test" if split == "test" else "train")
-    tensor = torch.from_numpy(images)
-    indices = list(range(len(images)))
-    if split != "test":
-        train_idx, val_idx = hold_out(len(images), val_fraction)
-        indices = train_idx if split == "train" else val_idx
     info = DataInfo(channels=1, height=28, width=28, classes=[str(d) for d in range(10)], still=True)
-    return LabelledImages(lambda i: tensor[i].unsqueeze(0).float().div(255), labels.tolist(), indices, info)
+    return LabelledImages(TensorImages(torch.from_numpy(images).unsqueeze(1)), labels.tolist(),
+                          split_indices(len(images), split, val_fraction), info,
+                          crop_padding if split == "train" else 0)
 
 
 def _cifar_from_torchvision(root: Path, train: bool) -> tuple[np.ndarray, list[int]]:
     from torchvision.datasets import CIFAR10
 
+    # torchvision checks the files' MD5 sums before it unpickles them: only the official batches load.
     data = CIFAR10(str(root), train=train, download=True)
     return data.data, list(data.targets)
 
@@ -47,14 +46,16 @@ def cifar10(*, root: Path, split: str, path: str | None = None, val_fraction: fl
             crop_padding: int = 4, flip: bool = True) -> LabelledImages:
     """CIFAR-10, 32x32 RGB; ``train``/``val`` split the training set, ``test`` is the test set.
 
-    Reads ``<root>/cifar10/<split>/<class>/*.jpg|png`` (ImageFolder layout) when present, else
-    torchvision's ``cifar-10-batches-py`` (downloaded when missing and online). Without a test set,
-    ``test`` is the held-out ``val`` split.
+    Reads, in this order: the class-per-folder tree ``path`` when given; else
+    ``<root>/cifar10/train/<class>/*`` (and ``<root>/cifar10/test/`` for ``test``) when present; else
+    torchvision's ``<root>/cifar-10-batches-py`` (downloaded when missing and online). Without a
+    test set, ``test`` is the held-out ``val`` split. Images of any size are resized to 32x32.
 
     Args:
         root: data root.
-        split: ``train``, ``val`` or ``test``.
-        path: a class-per-folder tree to read instead (what ``framegru eval --data DIR`` passes).
+        split: ``train``, ``val`` or ``test`` (with ``path``: every image of the tree).
+        path: a class-per-folder tree with the ten CIFAR-10 class folders, absolute or relative to the
+            data root: what ``data.reader.path=DIR`` and ``framegru eval --data DIR`` point at.
         val_fraction: share of the training set held out for ``val``.
         crop_padding: random-crop padding on ``train`` (the standard recipe: 4).
         flip: random horizontal flips on ``train``.
@@ -62,7 +63,7 @@ def cifar10(*, root: Path, split: str, path: str | None = None, val_fraction: fl
     common = dict(size=[32, 32], channels=3, classes=CIFAR10_CLASSES, val_fraction=val_fraction,
                   crop_padding=crop_padding, flip=flip)
     if path is not None:
-        return image_folder(root=Path(root), split="test", path=path, **common)
+        return image_folder(root=Path(root), split=split, path=path, **common)
     tree = Path(root) / "cifar10"
     if split == "test" and (tree / "test").is_dir():
         return image_folder(root=tree, split="test", path="test", **common)
@@ -73,14 +74,10 @@ def cifar10(*, root: Path, split: str, path: str | None = None, val_fraction: fl
     except Exception:
         raise DataError(missing_data("CIFAR-10", tree, "put the images in <class>/ folders under train/ "
                                      "(and test/), or set data.root / FRAMEGRU_DATA")) from None
-    tensor = torch.from_numpy(images).permute(0, 3, 1, 2)
-    indices = list(range(len(images)))
-    if split != "test":
-        train_idx, val_idx = hold_out(len(images), val_fraction)
-        indices = train_idx if split == "train" else val_idx
+    indices = split_indices(len(images), split, val_fraction)
     info = DataInfo(channels=3, height=32, width=32, classes=CIFAR10_CLASSES, still=True)
     train = split == "train"
-    return LabelledImages(lambda i: tensor[i].float().div(255), labels, indices, info,
+    return LabelledImages(TensorImages(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()), labels, indices, info,
                           crop_padding if train else 0, flip and train)
 
 

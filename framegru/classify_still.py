@@ -1,0 +1,101 @@
+"""``framegru classify-still``: top-k classes of still images with a row-ConvGRU checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .errors import DataError, UsageError
+from .model import FrameModel
+
+# The shipped CIFAR-10 model, found beside the package in a source checkout or an editable install.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "samples" / "checkpoints" / "cifar10_rows.safetensors"
+CHUNK = 64  # images decoded and classified together: bounded memory however many are given
+
+
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("classify-still", parents=[common],
+                       help="classify still images (any size; gray, RGB, RGBA, 16-bit) with a rows checkpoint")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, anything OpenCV reads)")
+    p.add_argument("--checkpoint", help="safetensors checkpoint of a still-image classifier "
+                                        "(default: the shipped CIFAR-10 model)")
+    p.add_argument("--topk", type=int, default=5, metavar="K", help="classes shown per image (default 5)")
+    p.add_argument("--json", action="store_true",
+                   help='one JSON line per image: {"image", "label", "prob", "topk": [[label, prob], ...]}')
+    p.set_defaults(handler=cmd_classify_still)
+
+
+def load_classifier(args: argparse.Namespace, checkpoint_path: Path, device: torch.device) -> FrameModel:
+    """The still-image classifier in ``checkpoint_path``, with the plugins its config names loaded."""
+    from . import checkpoint
+    from .cli import components_for
+    from .model import load_model
+
+    plugins = checkpoint.load(checkpoint_path).config.get("plugins") or []
+    model = load_model(checkpoint_path, components_for(args, plugins), device)
+    if model.task != "classify" or not model.info.still or not model.info.classes:
+        kind = "next-frame" if model.task == "predict" else "video"
+        raise UsageError(f"{checkpoint_path} is a {kind} model, not a still-image classifier; "
+                         "pass --checkpoint with one trained on images")
+    return model
+
+
+@torch.no_grad()
+def top_classes(model: FrameModel, images: list[torch.Tensor], k: int) -> list[list[tuple[str, float]]]:
+    """The ``k`` most probable classes of each image ``[C, H, W]``, best first."""
+    device = next(model.parameters()).device
+    probs = model.classify({"image": torch.stack(images).to(device)}).float().softmax(dim=1)
+    values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
+    classes = model.info.classes
+    return [[(classes[i], round(float(p), 6)) for p, i in zip(row_p.tolist(), row_i.tolist())]
+            for row_p, row_i in zip(values, indices)]
+
+
+def _print_table(image: str, ranked: list[tuple[str, float]]) -> None:
+    from rich.table import Table
+
+    from .cli import stdout
+
+    table = Table(title=image, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    for rank, (label, prob) in enumerate(ranked, 1):
+        table.add_row(str(rank), label, f"{prob:.1%}")
+    stdout.print(table)
+
+
+def cmd_classify_still(args: argparse.Namespace) -> int:
+    from .cli import print_json
+    from .images import read_image
+    from .runner import pick_device
+
+    if args.topk < 1:
+        raise UsageError(f"--topk must be at least 1, got {args.topk}")
+    path = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
+    if args.checkpoint is None and not path.is_file():
+        raise DataError(f"the shipped CIFAR-10 checkpoint is missing ({path}); pass --checkpoint CKPT")
+    model = load_classifier(args, path, pick_device("auto"))
+    info = model.info
+    status = 0
+    for start in range(0, len(args.images), CHUNK):
+        names, images = [], []
+        for name in args.images[start : start + CHUNK]:
+            try:
+                images.append(read_image(name, info.channels, (info.height, info.width)))
+                names.append(name)
+            except DataError as exc:  # one bad file must not cost the others their answer
+                print(f"framegru: error: {exc}", file=sys.stderr, flush=True)
+                status = 1
+        if not images:
+            continue
+        for name, ranked in zip(names, top_classes(model, images, args.topk)):
+            if args.json:
+                print_json({"image": name, "label": ranked[0][0], "prob": ranked[0][1],
+                            "topk": [list(pair) for pair in ranked]})
+            else:
+                _print_table(name, ranked)
+    return status
