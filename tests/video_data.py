@@ -52,3 +52,36 @@ def ramp_video(path: Path, frames: int = 40, size: int = 16, fps: float = 10.0) 
     """A gray video whose frame ``k`` has the level ``5 * k``: decoded values tell which frame came back."""
     levels = (np.arange(frames) * 5).astype(np.uint8)
     return write_video(path, np.broadcast_to(levels[:, None, None], (frames, size, size)).copy(), fps=fps)
+
+
+def tiny_checkpoint(path: Path, *, task: str = "predict", size: tuple[int, int] = (16, 16), channels: int = 1,
+                    classes: Sequence[str] = DIRECTIONS, contrast: float = 1.0, still: bool = False) -> Path:
+    """Save a freshly built tiny model (hidden 8) with framegru.checkpoint.save.
+
+    ``contrast`` multiplies the next-frame head's last layer, so an untrained model's predictions vary
+    with its input instead of sitting at 0.5 gray (tests then compare real pictures).
+    """
+    import torch
+
+    from framegru import checkpoint
+    from framegru.config import validate
+    from framegru.data import DataInfo
+    from framegru.model import build_model
+    from framegru.plugin_manager import load_components
+
+    head = {"name": "next_frame", "width": 8} if task == "predict" else {"name": "classify", "dropout": 0.0}
+    reader = {"name": "video", "frames": 6, "context": 3} if task == "predict" else {"name": "video", "frames": 6}
+    config = validate({
+        "data": {"reader": reader},
+        "model": {"backbone": {"name": "identity", "patch": 2}, "engine": {"hidden": 8, "kernel": 3}, "head": head},
+    }, "tiny")
+    info = DataInfo(channels=channels, height=size[0], width=size[1], still=still,
+                    classes=None if task == "predict" else list(classes),
+                    context=3 if task == "predict" else None, future=3 if task == "predict" else None)
+    torch.manual_seed(0)
+    model = build_model(config, load_components(), info)
+    if task == "predict":
+        with torch.no_grad():
+            model.head.decode[2].weight.mul_(contrast)
+    checkpoint.save(path, model.state_dict(), config=config.to_dict(), info=info.to_dict(), step=0)
+    return path

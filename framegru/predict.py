@@ -1,0 +1,169 @@
+"""``framegru predict``: run a next-frame model over a whole video, one frame at a time.
+
+Three threads overlap: PyAV decodes (and scales) the next frames, the model steps through the
+current one with the ConvGRU's streaming ``step`` (state carried from frame to frame, so memory is
+constant however long the video), and PyAV encodes the frames already done. The output shows, at
+each time ``t``, the input frame ``t`` beside the model's prediction of frame ``t`` made from the
+frames before it (black at ``t = 0``, where nothing came before).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataError, UsageError
+from .model import FrameModel, load_model
+from .plugin_manager import Components
+from .video import FITS, FrameStream, VideoWriter
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+DEFAULT_CHECKPOINTS = {
+    "predict": SAMPLES / "checkpoints" / "moving_mnist.safetensors",
+    "classify": SAMPLES / "checkpoints" / "mnist_rows.safetensors",
+}
+
+
+def open_model(path: str | Path | None, components: Components, device: torch.device, task: str | None = None) -> FrameModel:
+    """Load ``path`` (default: the shipped checkpoint for ``task``) and check that it does ``task``."""
+    if path is None:
+        path = DEFAULT_CHECKPOINTS[task or "predict"]
+        if not path.is_file():
+            raise DataError(f"the default checkpoint {path} is not there (not shipped yet?): pass --checkpoint CKPT")
+    model = load_model(path, components, device)
+    if task is not None and model.task != task:
+        wanted = "a next-frame model (head next_frame)" if task == "predict" else "a classifier (head classify)"
+        raise UsageError(f"{path} is a '{model.task}' model; this needs {wanted}")
+    return model
+
+
+def model_threads(requested: int | None = None) -> int:
+    """Threads for the model: all cores but one by default. The decoder and encoder threads need a core;
+    OpenMP workers that lose theirs spin at every barrier, which costs far more than one thread fewer."""
+    if requested is not None and requested < 1:
+        raise UsageError(f"--threads must be at least 1, got {requested}")
+    return requested or max(1, (os.cpu_count() or 2) - 1)
+
+
+def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``uint8 [H, W, C]`` -> ``float [1, C, H, W]`` in ``[0, 1]`` on ``device``."""
+    return torch.from_numpy(image).to(device, non_blocking=True).permute(2, 0, 1)[None].float().div_(255)
+
+
+def to_image(frame: torch.Tensor) -> np.ndarray:
+    """``[1, C, H, W]`` in ``[0, 1]`` -> ``uint8 [H, W, C]``."""
+    return frame[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+@dataclass
+class PredictStats:
+    """What a run of :func:`predict_video` did and how fast: ``*_seconds`` are busy time."""
+
+    frames: int
+    seconds: float
+    decode_seconds: float
+    model_seconds: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        rate = lambda s: round(self.frames / s, 1) if s > 0 else 0.0  # noqa: E731
+        return {"frames": self.frames, "fps": rate(self.seconds), "decode_fps": rate(self.decode_seconds),
+                "model_fps": rate(self.model_seconds)}
+
+
+@torch.inference_mode()
+def predict_video(model: FrameModel, source: str | Path, out: str | Path | None, *, fit: str = "crop",
+                  scale: int | None = None, max_frames: int | None = None) -> PredictStats:
+    """Stream ``source`` through ``model`` and write ``input | prediction`` to ``out`` (None: no output).
+
+    The video is converted to what the model expects (``model.info``: size, channels) by the decoder.
+
+    Args:
+        model: a next-frame :class:`FrameModel`, in eval mode.
+        source: a video file.
+        out: the side-by-side video to write.
+        fit: ``crop`` (keep the aspect ratio) or ``stretch`` the frames to the model's size.
+        scale: enlargement of the output (default: the smallest that makes it at least 256 px tall).
+        max_frames: stop after this many frames.
+
+    Raises:
+        DataError: ``source`` cannot be decoded.
+    """
+    info = model.info
+    device = next(model.parameters()).device
+    scale = scale or max(1, math.ceil(256 / info.height))
+    blank = np.zeros((info.height, info.width, info.channels), np.uint8)
+    model_seconds = 0.0
+    count = 0
+    tic = time.perf_counter()
+    with FrameStream(source, size=(info.height, info.width), channels=info.channels, fit=fit) as stream:
+        frames = iter(stream)
+        first = next(frames, None)  # a file that cannot be decoded fails here, before any output exists
+        if first is None:
+            raise DataError(f"{source} has no video frames")
+        writer = None if out is None else VideoWriter(
+            out, fps=stream.fps, scale=scale, pixel_format="gray8" if info.channels == 1 else "rgb24")
+        try:
+            state, previous = None, blank
+            frame = first
+            while frame is not None and (max_frames is None or count < max_frames):
+                step = time.perf_counter()
+                prediction, state = model.predict_next(to_tensor(frame.image, device), state)
+                predicted = to_image(prediction)
+                model_seconds += time.perf_counter() - step
+                if writer is not None:
+                    writer.write(np.concatenate([frame.image, previous], axis=1), time=frame.time - first.time)
+                previous = predicted
+                count += 1
+                frame = next(frames, None)
+        finally:
+            if writer is not None:
+                writer.close()
+    return PredictStats(count, time.perf_counter() - tic, stream.decode_seconds, model_seconds)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .cli import components_for, print_json, stderr
+    from .runner import pick_device
+
+    if not Path(args.video).exists():
+        raise DataError(f"video not found: {args.video}")
+    if Path(args.out).resolve() == Path(args.video).resolve():
+        raise UsageError(f"--out {args.out} is the input video; write the prediction to another file")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(model_threads(args.threads))
+    try:
+        model = open_model(args.checkpoint, components_for(args), pick_device(args.device), task="predict")
+        stats = predict_video(model, args.video, args.out, fit=args.fit, scale=args.scale, max_frames=args.max_frames)
+    finally:
+        torch.set_num_threads(threads)
+    result = stats.to_dict()
+    stderr.print(f"framegru predict: {result['frames']} frames at {result['fps']} fps end to end "
+                 f"(decode {result['decode_fps']} fps, model {result['model_fps']} fps); wrote {args.out}",
+                 highlight=False)
+    if args.json:
+        print_json(result)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("predict", parents=[common],
+                       help="run a next-frame model over a video; write input | prediction side by side")
+    p.add_argument("video", help="a video file (anything FFmpeg decodes)")
+    p.add_argument("--checkpoint", help="next-frame checkpoint (default: the shipped samples/checkpoints/moving_mnist.safetensors)")
+    p.add_argument("--out", required=True, help="output video, e.g. prediction.mp4")
+    p.add_argument("--fit", choices=FITS, default="crop", help="crop (keep the aspect ratio) or stretch to the model's size")
+    p.add_argument("--scale", type=int, help="enlarge the output this many times (default: at least 256 px tall)")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores but one)")
+    p.add_argument("--json", action="store_true", help="last stdout line: one JSON object of frames and speeds")
+    p.set_defaults(handler=cmd_predict)

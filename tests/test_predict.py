@@ -1,0 +1,122 @@
+"""``framegru predict``: a next-frame model streamed over a whole video, input | prediction written out."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from video_data import moving_digit, tiny_checkpoint, write_video
+
+from framegru import predict
+from framegru.cli import main
+from framegru.model import load_model
+from framegru.plugin_manager import load_components
+from framegru.video import FrameStream, probe
+
+PANCAKE = Path(os.environ.get("FRAMEGRU_DATA", "/work/shared/data")) / "videos" / "flipping_a_pancake.mkv"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", contrast=20.0)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """20 frames of a digit moving right, 32x32 gray."""
+    return write_video(tmp_path_factory.mktemp("clip") / "digit.mp4", moving_digit(7, "right", frames=20, size=32))
+
+
+def decode(path: Path, channels: int = 1) -> np.ndarray:
+    with FrameStream(path, channels=channels) as stream:
+        return np.stack([f.image for f in stream]).astype(np.float32)
+
+
+def test_output_is_input_beside_the_models_prediction(checkpoint, clip, tmp_path):
+    model = load_model(checkpoint, load_components())
+    out = tmp_path / "out.mp4"
+    stats = predict.predict_video(model, clip, out, scale=2)
+    assert stats.frames == 20 and stats.model_seconds > 0 and stats.decode_seconds > 0
+    written = decode(out)[:, ::2, ::2, 0] / 255  # undo the 2x enlargement
+    assert written.shape == (20, 16, 32)
+    # The reference: the same frames through the whole-sequence ConvGRU in one call.
+    inputs = decode_at(clip, (16, 16))
+    with torch.no_grad():
+        features, _ = model.engine(model.encode(torch.from_numpy(inputs)[None]))
+        expected = model.head(features)[0, :, 0].numpy()  # [T, H, W]: prediction of frame t + 1
+    left, right = written[:, :, :16], written[:, :, 16:]
+    assert np.abs(left - inputs[:, 0]).mean() < 0.03
+    assert np.abs(right[0]).max() < 0.05  # nothing predicted frame 0
+    error = np.abs(right[1:] - expected[:-1]).mean()
+    assert error < 0.03
+    assert error < 0.3 * np.abs(expected - expected.mean()).mean()  # the predictions are pictures, not flat gray
+
+
+def decode_at(path: Path, size: tuple[int, int]) -> np.ndarray:
+    with FrameStream(path, size=size, channels=1) as stream:
+        return np.stack([f.image for f in stream]).transpose(0, 3, 1, 2).astype(np.float32) / 255
+
+
+def test_cli_json_reports_frames_and_speeds(checkpoint, clip, tmp_path, capsys):
+    out = tmp_path / "cli.mp4"
+    assert main(["predict", str(clip), "--checkpoint", str(checkpoint), "--out", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert list(result) == ["frames", "fps", "decode_fps", "model_fps"]
+    assert result["frames"] == 20 and min(result["fps"], result["decode_fps"], result["model_fps"]) > 0
+    assert "decode" in captured.err and "model" in captured.err
+    found = probe(out)
+    assert found.frames == 20 and (found.height, found.width) == (256, 512)  # default: at least 256 px tall
+
+
+def test_any_video_is_converted_to_what_the_checkpoint_expects(tmp_path, capsys):
+    colour = np.zeros((9, 24, 40, 3), np.uint8)  # RGB, 40x24: not the model's 16x16 gray
+    colour[:, :, 16:24, 0] = 255
+    video = write_video(tmp_path / "colour.mp4", colour)
+    gray = tiny_checkpoint(tmp_path / "gray.safetensors", size=(16, 16), channels=1)
+    rgb = tiny_checkpoint(tmp_path / "rgb.safetensors", size=(8, 12), channels=3)
+    for ckpt, panel in ((gray, (16, 16, 1)), (rgb, (8, 12, 3))):
+        out = tmp_path / f"{ckpt.stem}.mp4"
+        assert main(["predict", str(video), "--checkpoint", str(ckpt), "--out", str(out), "--scale", "1", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out.splitlines()[-1])["frames"] == 9
+        frames = decode(out, channels=panel[2])
+        assert frames.shape[0] == 9 and frames.shape[1:3] == (panel[0], 2 * panel[1])
+        centre = frames[0, :, panel[1] // 2 - 1 : panel[1] // 2 + 1]
+        assert centre.mean() > 40  # the red bar in the middle survived the crop, in the left panel
+
+
+@pytest.mark.parametrize("content", [b"", b"definitely not a video", None])
+def test_undecodable_input_is_one_line_and_status_1(checkpoint, tmp_path, capfd, content):
+    video = tmp_path / "bad.mp4"
+    if content is not None:
+        video.write_bytes(content)
+    out = tmp_path / "never.mp4"
+    assert main(["predict", str(video), "--checkpoint", str(checkpoint), "--out", str(out)]) == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("framegru: error:") and "bad.mp4" in err[0]
+    assert not out.exists()
+
+
+def test_missing_default_checkpoint_is_one_clear_line(clip, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(predict.DEFAULT_CHECKPOINTS, "predict", tmp_path / "not_there.safetensors")
+    assert main(["predict", str(clip), "--out", str(tmp_path / "o.mp4")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not_there.safetensors" in err[0] and "--checkpoint" in err[0]
+
+
+def test_a_classifier_checkpoint_is_refused(clip, tmp_path, capsys):
+    classifier = tiny_checkpoint(tmp_path / "cls.safetensors", task="classify")
+    assert main(["predict", str(clip), "--checkpoint", str(classifier), "--out", str(tmp_path / "o.mp4")]) == 2
+    assert "next-frame" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not PANCAKE.is_file(), reason="FRAMEGRU_DATA has no videos/flipping_a_pancake.mkv")
+def test_real_clip_keeps_every_frame(checkpoint, tmp_path, capsys):
+    out = tmp_path / "pancake.mp4"
+    assert main(["predict", str(PANCAKE), "--checkpoint", str(checkpoint), "--out", str(out), "--scale", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["frames"] == 310
+    assert probe(out).frames == 310
