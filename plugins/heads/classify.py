@@ -15,7 +15,8 @@ class ClassifyHead(nn.Module):
         in_channels: channels of the ConvGRU output.
         info: the reader's data info (its ``classes`` fix the number of outputs).
         stride: the backbone's stride (unused: the head pools globally).
-        pool: ``mean`` over all steps (rows of a still, frames of a clip) or ``last`` step only.
+        pool: ``mean`` over all steps (rows of a still, frames of a clip) or ``last`` step only. Use
+            ``mean`` with a bidirectional engine: at the last step its backward half has seen one step.
         dropout: dropout before the linear layer.
 
     ``[B, T, C, h, w] -> logits [B, len(info.classes)]``.
