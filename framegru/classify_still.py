@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p = sub.add_parser("classify-still", parents=[common],
                        help="classify still images (any size; gray, RGB, RGBA, 16-bit) with a rows checkpoint")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, anything OpenCV reads)")
-    p.add_argument("--checkpoint", help="safetensors checkpoint of a still-image classifier "
+    p.add_argument("--checkpoint", metavar="CKPT", help="safetensors checkpoint of a still-image classifier "
                                         "(default: the shipped CIFAR-10 model)")
     p.add_argument("--topk", type=int, default=5, metavar="K", help="classes shown per image (default 5)")
     p.add_argument("--json", action="store_true",

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import cv2.utils.logging
 import numpy as np
 import torch
 
 from .errors import DataError
 
 cv2.setNumThreads(1)  # data loading runs in several workers already
+# A corrupt file must cost the user one line from us, not OpenCV's decoder warnings on stderr besides.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 # Keep 16-bit depth and gray vs colour, apply the EXIF orientation (IMREAD_UNCHANGED would ignore it,
 # and a phone photo would come out on its side); alpha is dropped.

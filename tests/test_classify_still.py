@@ -38,15 +38,16 @@ def images(tmp_path_factory) -> dict[str, Path]:
 EXPECTED = {"rgb": "horizontal", "gray": "vertical", "rgba": "horizontal", "deep": "vertical", "large": "horizontal"}
 
 
-def run_json(capsys, args: list[str]) -> tuple[int, list[dict], list[str]]:
+def run_json(capfd, args: list[str]) -> tuple[int, list[dict], list[str]]:
+    """Exit status, JSON lines and stderr lines; capfd also sees what C libraries (OpenCV) write."""
     code = main(["classify-still", *args, "--json"])
-    out, err = capsys.readouterr()
+    out, err = capfd.readouterr()
     return code, [json.loads(line) for line in out.splitlines()], err.splitlines()
 
 
-def test_json_lines_for_every_kind_of_image(capsys, still_checkpoint, images):
+def test_json_lines_for_every_kind_of_image(capfd, still_checkpoint, images):
     names = [str(images[k]) for k in EXPECTED]
-    code, lines, err = run_json(capsys, [*names, "--checkpoint", str(still_checkpoint), "--topk", "2"])
+    code, lines, err = run_json(capfd, [*names, "--checkpoint", str(still_checkpoint), "--topk", "2"])
     assert code == 0 and err == []
     assert [line["image"] for line in lines] == names
     for kind, line in zip(EXPECTED, lines):
@@ -58,9 +59,9 @@ def test_json_lines_for_every_kind_of_image(capsys, still_checkpoint, images):
         assert sum(p for _, p in line["topk"]) == pytest.approx(1.0, abs=1e-5)  # both classes: all the mass
 
 
-def test_a_corrupt_image_is_one_line_and_the_others_are_classified(capsys, still_checkpoint, images):
+def test_a_corrupt_image_is_one_line_and_the_others_are_classified(capfd, still_checkpoint, images):
     args = [str(images["rgb"]), str(images["corrupt"]), str(images["gray"]), str(images["rgb"].parent / "missing.png")]
-    code, lines, err = run_json(capsys, [*args, "--checkpoint", str(still_checkpoint)])
+    code, lines, err = run_json(capfd, [*args, "--checkpoint", str(still_checkpoint)])
     assert code == 1
     assert [(line["image"], line["label"]) for line in lines] == [(args[0], "horizontal"), (args[2], "vertical")]
     assert len(err) == 2
@@ -87,10 +88,10 @@ def test_bad_arguments_and_checkpoints(capsys, tmp_path, images, monkeypatch):
 
 
 @pytest.mark.skipif(not classify_still.DEFAULT_CHECKPOINT.is_file(), reason="no shipped CIFAR-10 checkpoint")
-def test_the_shipped_cifar10_model_is_the_default(capsys):
+def test_the_shipped_cifar10_model_is_the_default(capfd):
     from framegru_plugins.readers.torchvision_datasets import CIFAR10_CLASSES
 
     sample = Path(__file__).resolve().parent.parent / "samples" / "cifar.png"
-    code, lines, err = run_json(capsys, [str(sample), "--topk", "3"])
+    code, lines, err = run_json(capfd, [str(sample), "--topk", "3"])
     assert code == 0 and err == [] and len(lines) == 1
     assert lines[0]["label"] in CIFAR10_CLASSES and len(lines[0]["topk"]) == 3
