@@ -14,7 +14,7 @@ import yaml
 from framegru.cli import main
 
 # Test tensors are tiny, and CI shares its 2 cores: a second intra-op thread only spins waiting for
-# a core (tiny models ran 15x slower with 2 threads on a busy 2-core machine than with 1).
+# a core (a tiny model trained 19x slower with 2 threads than with 1 on a busy 2-core machine).
 torch.set_num_threads(1)
 
 STILL_CLASSES = ("horizontal", "vertical")  # stripes along the rows or across them: learnable in a few steps
