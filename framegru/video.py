@@ -292,6 +292,7 @@ class VideoWriter:
         scale: integer enlargement (nearest neighbour, done by the encoder's scaler).
         pixel_format: layout of the arrays given to :meth:`write`: ``rgb24``, ``bgr24`` or ``gray8``.
         crf: quality, 0 (lossless) to 51 (worst).
+        preset: x264 speed preset; ``ultrafast`` spends the least CPU (the model needs it more).
         fragmented: for MP4, write self-contained fragments: the file stays playable even if the
             process is killed before :meth:`close`.
         queue_size: frames waiting for the encoder.
@@ -301,7 +302,7 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | Path, *, fps: float = 30.0, scale: int = 1, pixel_format: str = "rgb24",
-                 crf: int = 20, fragmented: bool = False, queue_size: int = 16):
+                 crf: int = 20, preset: str = "ultrafast", fragmented: bool = False, queue_size: int = 16):
         if scale < 1:
             raise UsageError(f"scale must be a positive integer, got {scale}")
         if pixel_format not in ("rgb24", "bgr24", "gray8"):
@@ -311,7 +312,7 @@ class VideoWriter:
         self.frames = 0
         options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if fragmented else {}
         self._fragmented = fragmented
-        self._crf = crf
+        self._crf, self._preset = crf, preset
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._container = av.open(str(self.path), "w", options=options)
@@ -329,7 +330,7 @@ class VideoWriter:
 
     def _open_stream(self, height: int, width: int) -> None:
         codec = "libvpx" if self.path.suffix.lower() == ".webm" else "libx264"
-        options = {"crf": str(self._crf), "preset": "veryfast"} if codec == "libx264" else {"crf": str(self._crf), "b": "0"}
+        options = {"crf": str(self._crf), "preset": self._preset} if codec == "libx264" else {"crf": str(self._crf), "b": "0"}
         if self._fragmented:
             options["bf"] = "0"  # no reordering: each fragment's timestamps start where they should
         stream = self._container.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1001), options=options)
