@@ -10,17 +10,26 @@ Speed comes from the structure of the GRU, not from tricks with the math:
   hidden state they run once over all ``B*T`` frames before the time loop;
 * inside the loop only the hidden-state convolutions remain: ``[Uz; Ur]`` fused into one convolution,
   and ``Un`` on ``r ⊙ h`` (it cannot join them, since ``r`` is needed first);
-* at ``t = 0`` from a zero state the hidden convolutions are skipped (they would produce zeros).
+* at ``t = 0`` from a zero state the hidden convolutions are skipped (they would produce zeros);
+* the time loop of a layer is fused (:mod:`framegru.recurrence`): gates are computed in place and the
+  backward pass is written by hand, so that every weight gradient is one batched convolution over all
+  steps and only three channel maps per step are kept for it.
+
+How it runs on a device is a :class:`Plan`; :data:`FASTEST` holds the measured choice per device type
+(``framegru bench engine`` measures the alternatives). Every plan computes the same function.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
+
+from . import recurrence
 
 State = list[Tensor]
 """The recurrent state: one hidden tensor ``[B, C_i, H, W]`` per layer."""
@@ -100,17 +109,69 @@ class ConvGRUCell(nn.Module):
 
     def recur(self, xp: Tensor, h: Tensor | None) -> Tensor:
         """One step from projected input ``xp`` (see :meth:`project_input`) and state ``h``."""
-        xz, xr, xn = xp.chunk(3, dim=1)
+        c = self.hidden_channels
         if h is None:  # zero state: U*h vanishes and h' = z ⊙ n
-            return torch.sigmoid(xz) * torch.tanh(xn)
-        hz, hr = self.hidden_zr(h).chunk(2, dim=1)
-        z = torch.sigmoid(xz + hz)
-        r = torch.sigmoid(xr + hr)
-        n = torch.tanh(xn + self.hidden_n(r * h))
+            return torch.sigmoid(xp[:, :c]) * torch.tanh(xp[:, 2 * c :])
+        z, r = torch.sigmoid(xp[:, : 2 * c] + self.hidden_zr(h)).chunk(2, dim=1)
+        n = torch.tanh(xp[:, 2 * c :] + self.hidden_n(r * h))
         return torch.lerp(h, n, z)  # (1 − z) ⊙ h + z ⊙ n
 
     def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
         return self.recur(self.project_input(x), h)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a :class:`ConvGRU` runs on a device. Every plan computes the same function.
+
+    Args:
+        fused: the fused time loop of :mod:`framegru.recurrence` (odd kernels; no double backward),
+            else plain autograd through :meth:`ConvGRUCell.recur`, one step at a time.
+        batch_inputs: the input convolutions of all time steps as one convolution over ``B*T`` frames,
+            else one per step.
+        channels_last: run every frame in channels-last memory format.
+        compile_step: run the step function (:meth:`ConvGRUCell.recur`) through ``torch.compile``, which
+            fuses its element-wise work into few kernels. It serves the step-at-a-time paths:
+            ``fused=False`` and :meth:`ConvGRU.step`. The whole time loop is never compiled.
+    """
+
+    fused: bool = True
+    batch_inputs: bool = True
+    channels_last: bool = False
+    compile_step: bool = False
+
+
+# The fastest plan per device type, from `framegru bench engine --variants` (see BENCHMARKS.md). CUDA has
+# not been measured yet: its entry is the CPU's choice (channels-last is also what cuDNN favours in
+# bf16); compile_step stays off until a measurement shows it winning.
+FASTEST: dict[str, Plan] = {
+    "cpu": Plan(channels_last=True),
+    "cuda": Plan(channels_last=True),
+}
+
+
+def fastest_plan(device: torch.device | str) -> Plan:
+    """The plan :data:`FASTEST` holds for ``device``'s type (the default plan for unknown types)."""
+    return FASTEST.get(torch.device(device).type, Plan())
+
+
+def _recur(cell: ConvGRUCell, xp: Tensor, h: Tensor | None) -> Tensor:
+    return cell.recur(xp, h)
+
+
+_compiled_recur = None
+
+
+def step_function(plan: Plan):
+    """``fn(cell, xp, h) -> h'``: :meth:`ConvGRUCell.recur`, compiled once per process when the plan asks."""
+    global _compiled_recur
+    if not plan.compile_step:
+        return _recur
+    if _compiled_recur is None:
+        # One compiled function for every cell: parameters are graph inputs, so cells of the same shapes
+        # share a graph; the first step from a zero state (h=None) is a second graph.
+        _compiled_recur = torch.compile(_recur, dynamic=False)
+    return _compiled_recur
 
 
 class ConvGRU(nn.Module):
@@ -126,8 +187,10 @@ class ConvGRU(nn.Module):
         dropout: dropout on the outputs of every layer but the last.
         bidirectional: also run each layer backwards in time and concatenate both directions on the
             channel axis (for stills: top-down and bottom-up rows). Not streamable.
-        checkpoint_time: recompute each time step in the backward pass instead of storing its
-            activations (activation checkpointing over time): less memory for long sequences.
+        checkpoint_time: keep only each layer's outputs for the backward pass and recompute the gates
+            there (activation checkpointing over time): less memory for long sequences, about a third
+            more compute in training.
+        plan: how to run (:class:`Plan`); ``None`` picks :data:`FASTEST` for the input's device.
 
     ``out, states = model(x, h0=None)``: ``out`` is the last layer's sequence ``[B, T, C_last, H, W]``
     (``C_last`` doubled when bidirectional); ``states`` the list of each layer's last hidden state
@@ -146,6 +209,7 @@ class ConvGRU(nn.Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         checkpoint_time: bool = False,
+        plan: Plan | None = None,
     ):
         super().__init__()
         if num_layers < 1:
@@ -157,6 +221,7 @@ class ConvGRU(nn.Module):
         self.batch_first = batch_first
         self.bidirectional = bidirectional
         self.checkpoint_time = checkpoint_time
+        self.plan = plan
         self.dropout = dropout
         self.hidden_channels = [int(h) for h in hidden]
         directions = 2 if bidirectional else 1
@@ -178,43 +243,52 @@ class ConvGRU(nn.Module):
             raise ValueError(f"{name} has {len(values)} entries for {num_layers} layers")
         return values
 
-    def _run_layer(self, cell: ConvGRUCell, x: Tensor, h: Tensor | None, reverse: bool) -> tuple[Tensor, Tensor]:
-        """Run one layer over ``x`` ``[B, T, C, H, W]``; returns the output sequence and the last state."""
-        b, t = x.shape[:2]
-        xp = cell.project_input(x.flatten(0, 1)).unflatten(0, (b, t))  # all time steps in one convolution
+    def _run_layer(self, cell: ConvGRUCell, x: Tensor, h: Tensor | None, reverse: bool, plan: Plan) -> Tensor:
+        """Run one layer over the time-major ``x`` ``[T, B, C, H, W]``; returns its outputs, time-major."""
+        if plan.fused and recurrence.supports(cell.kernel_size):
+            return recurrence.run_layer(
+                x, h, cell.input_conv.weight, cell.input_conv.bias, cell.hidden_zr.weight, cell.hidden_n.weight,
+                reverse=reverse, checkpoint=self.checkpoint_time, channels_last=plan.channels_last,
+                batch_inputs=plan.batch_inputs,
+            )
+        x = recurrence.as_frames(x, plan.channels_last)
+        t = x.shape[0]
+        if plan.batch_inputs:  # all time steps in one convolution
+            projected = cell.project_input(x.flatten(0, 1)).unflatten(0, (t, -1)).unbind(0)
+        else:
+            projected = [cell.project_input(frame) for frame in x.unbind(0)]
+        recur = step_function(plan)
         outs: list[Tensor] = [None] * t  # type: ignore[list-item]
-        steps = range(t - 1, -1, -1) if reverse else range(t)
-        for i in steps:
+        for i in range(t - 1, -1, -1) if reverse else range(t):
             if self.checkpoint_time and torch.is_grad_enabled() and h is not None:
-                h = checkpoint(cell.recur, xp[:, i], h, use_reentrant=False)
+                h = checkpoint(recur, cell, projected[i], h, use_reentrant=False)
             else:
-                h = cell.recur(xp[:, i], h)
+                h = recur(cell, projected[i], h)
             outs[i] = h
-        return torch.stack(outs, dim=1), h  # type: ignore[return-value]
+        return torch.stack(outs)
 
     def forward(self, x: Tensor, h0: State | None = None) -> tuple[Tensor, State]:
         if x.dim() != 5:
             raise ValueError(f"ConvGRU expects a 5-D sequence [B, T, C, H, W], got shape {tuple(x.shape)}")
-        if not self.batch_first:
-            x = x.transpose(0, 1)
         if h0 is not None and len(h0) != len(self.layers):
             raise ValueError(f"h0 has {len(h0)} states for {len(self.layers)} layers")
+        plan = self.plan or fastest_plan(x.device)
+        seq = x.transpose(0, 1) if self.batch_first else x  # time-major inside: a run of steps is one batch
         states: State = []
         for i, cell in enumerate(self.layers):
             h = None if h0 is None else h0[i]
             if self.bidirectional:
                 h_f, h_b = (None, None) if h is None else h.chunk(2, dim=1)
-                out_f, last_f = self._run_layer(cell, x, h_f, reverse=False)
-                out_b, last_b = self._run_layer(self.backward_layers[i], x, h_b, reverse=True)
-                x, last = torch.cat([out_f, out_b], dim=2), torch.cat([last_f, last_b], dim=1)
+                out_f = self._run_layer(cell, seq, h_f, False, plan)
+                out_b = self._run_layer(self.backward_layers[i], seq, h_b, True, plan)
+                seq, last = torch.cat([out_f, out_b], dim=2), torch.cat([out_f[-1], out_b[0]], dim=1)
             else:
-                x, last = self._run_layer(cell, x, h, reverse=False)
+                seq = self._run_layer(cell, seq, h, False, plan)
+                last = seq[-1]
             states.append(last)
             if self.dropout and i < len(self.layers) - 1:
-                x = F.dropout(x, self.dropout, self.training)
-        if not self.batch_first:
-            x = x.transpose(0, 1)
-        return x, states
+                seq = F.dropout(seq, self.dropout, self.training)
+        return (seq.transpose(0, 1) if self.batch_first else seq), states
 
     def step(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Advance one frame: ``x_t`` ``[B, C, H, W]`` and the previous state (``None``: zeros).
@@ -226,9 +300,13 @@ class ConvGRU(nn.Module):
             raise RuntimeError("a bidirectional ConvGRU needs the whole sequence; use forward()")
         if x_t.dim() != 4:
             raise ValueError(f"step expects one frame [B, C, H, W], got shape {tuple(x_t.shape)}")
+        plan = self.plan or fastest_plan(x_t.device)
+        recur = step_function(plan)
+        if plan.channels_last:
+            x_t = x_t.contiguous(memory_format=torch.channels_last)
         new_state: State = []
         for i, cell in enumerate(self.layers):
-            x_t = cell(x_t, None if state is None else state[i])
+            x_t = recur(cell, cell.project_input(x_t), None if state is None else state[i])
             new_state.append(x_t)
             if self.dropout and i < len(self.layers) - 1:
                 x_t = F.dropout(x_t, self.dropout, self.training)
