@@ -26,6 +26,7 @@ from .errors import DataError, UsageError
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp"}
 FITS = ("crop", "stretch")
 _POLL = 0.1  # seconds a blocked thread waits before it checks whether it was told to stop
+STALL_S = 60.0  # a decoder that produces nothing for this long is given up on: a run never hangs
 _END = object()
 
 
@@ -238,7 +239,12 @@ class FrameStream:
 
     def __iter__(self) -> Iterator[Frame]:
         while not self._ended:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=STALL_S)
+            except queue.Empty:
+                self._ended = True
+                self._stop.set()
+                raise DataError(f"cannot decode video {self.path}: the decoder produced nothing for {STALL_S:g} s") from None
             if item is _END:
                 self._ended = True
             elif isinstance(item, _Failure):

@@ -143,6 +143,15 @@ def test_closing_a_stream_early_stops_its_thread(ramp):
     assert not [t for t in threading.enumerate() if t.name == "decode ramp.mp4"]
 
 
+def test_a_stalled_decoder_is_given_up_on(ramp, monkeypatch):
+    import framegru.video as video
+
+    monkeypatch.setattr(video, "STALL_S", 0.2)
+    monkeypatch.setattr(video, "convert", lambda *args: threading.Event().wait(1.0))  # a decoder stuck for 1 s
+    with pytest.raises(DataError, match="produced nothing for 0.2 s"), FrameStream(ramp) as stream:
+        list(stream)
+
+
 def test_writer_finalizes_when_the_writing_code_fails(tmp_path):
     path = tmp_path / "partial.mp4"
     with pytest.raises(RuntimeError, match="boom"), VideoWriter(path, fps=10, scale=2) as writer:
