@@ -31,3 +31,29 @@ def components():
     from framegru.plugin_manager import load_components
 
     return load_components()
+
+
+# -- still images (tests/still_data.py) ---------------------------------------------------------
+# Test tensors are tiny, and CI shares its 2 cores: a second intra-op thread only spins waiting for
+# a core (a tiny model trained 19x slower with 2 threads than with 1 on a busy 2-core machine).
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def still_tree(tmp_path_factory) -> Path:
+    """A class-per-folder tree of 8x8 RGB PNGs: 12 ``horizontal`` and 12 ``vertical`` striped images."""
+    from still_data import write_image_tree
+
+    return write_image_tree(tmp_path_factory.mktemp("stills") / "tree")
+
+
+@pytest.fixture(scope="session")
+def still_checkpoint(tmp_path_factory, still_tree) -> Path:
+    """A tiny rows classifier of ``still_tree`` trained by ``framegru run`` (horizontal vs vertical)."""
+    from framegru.cli import main
+    from still_data import tiny_rows_config, write_config
+
+    work = tmp_path_factory.mktemp("still_run")
+    config = write_config(work / "tiny.yaml", tiny_rows_config(still_tree, work / "run", max_steps=30))
+    assert main(["run", str(config)]) == 0
+    return work / "run" / "best.safetensors"

@@ -13,7 +13,7 @@ from PIL import Image
 from framegru import classify_still
 from framegru.cli import main
 
-from conftest import stripes
+from still_data import stripes
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from framegru_plugins.readers.image_folder import image_folder
 from framegru_plugins.readers.stills import hold_out, split_indices
 from framegru_plugins.readers.torchvision_datasets import CIFAR10_CLASSES, cifar10, mnist
 
-from conftest import write_image_tree
+from still_data import write_image_tree
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

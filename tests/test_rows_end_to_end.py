@@ -11,7 +11,7 @@ from framegru.model import load_model
 from framegru.plugin_manager import load_components
 from framegru_plugins.readers.image_folder import image_folder
 
-from conftest import tiny_rows_config, write_config
+from still_data import tiny_rows_config, write_config
 
 
 def last_json(capsys) -> dict:
