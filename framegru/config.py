@@ -115,11 +115,25 @@ def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
     return parsed
 
 
+def _default_component(path: list[str]) -> str | None:
+    """The default component name at ``path`` (e.g. ``model.backbone`` -> ``identity``), if any."""
+    model: Any = Config
+    default = None
+    for part in path:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        default, model = field.default, field.annotation
+    return default.name if isinstance(default, Component) else None
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for path, value in parse_overrides(overrides):
         node = raw
         for i, part in enumerate(path[:-1]):
             child = node.get(part)
+            if child is None:
+                child = _default_component(path[: i + 1])
             if isinstance(child, str) and part in ("reader", "backbone", "head"):
                 child = {"name": child}  # a component given by name gains options
             elif not isinstance(child, dict):
@@ -146,7 +160,9 @@ def _explain(exc: ValidationError, source: str) -> UsageError:
     loc = tuple(error["loc"])
     key = ".".join(str(p) for p in loc)
     if error["type"] == "extra_forbidden":
-        hint = did_you_mean(str(loc[-1]), _fields_at(Config, loc))
+        prefix = ".".join(str(p) for p in loc[:-1])
+        valid = [f"{prefix}.{f}" if prefix else f for f in _fields_at(Config, loc)]
+        hint = did_you_mean(key, valid)
         return UsageError(f"{source}: unknown key '{key}'{hint}")
     if error["type"] == "missing":
         return UsageError(f"{source}: missing key '{key}'")

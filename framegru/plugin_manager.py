@@ -109,13 +109,14 @@ class PluginHost:
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise UsageError(f"plugin '{exc.plugin_name}': {exc}") from exc
+            name = self.pm.get_name(exc.plugin) or exc.plugin
+            raise UsageError(f"plugin '{name}': {exc}") from exc
         found = Components()
         for kind in KINDS:
             registry = found.of(kind)
             caller = getattr(self.pm.hook, f"framegru_register_{kind}s")
             # One call per implementation, so each registration is attributed to its plugin.
-            for impl in reversed(caller.get_hookimpls()):
+            for impl in caller.get_hookimpls():  # registration order: built-ins first
                 def register(name, factory, _plugin=impl.plugin_name, _registry=registry):
                     _registry.add(name, factory, _plugin)
                 try:
