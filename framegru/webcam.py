@@ -172,7 +172,13 @@ def run_webcam(model: FrameModel, capture: LiveCapture, *, window: bool, out: st
                 writer.write(annotated, time=frame.index / capture.fps if not capture.live else frame.at - first_at)
             stats.frames += 1
             if window:
-                cv2.imshow(WINDOW, annotated)
+                try:
+                    cv2.imshow(WINDOW, annotated)
+                except cv2.error:  # an OpenCV built without a GUI (opencv-python-headless)
+                    if out is None:
+                        raise UsageError("this OpenCV cannot open windows: use --no-window --out FILE.mp4") from None
+                    window = False
+                    continue
                 key = cv2.waitKey(1) & 0xFF
                 if key in (ord("q"), 27):
                     stats.stopped = "quit"

@@ -17,6 +17,7 @@ from video_data import moving_digit, tiny_checkpoint, write_video
 
 from framegru.camera import LiveCapture
 from framegru.cli import main
+from framegru.errors import UsageError
 from framegru.model import load_model
 from framegru.plugin_manager import load_components
 from framegru.video import FrameStream
@@ -199,3 +200,16 @@ def test_webcam_reader_gives_consecutive_clips(clip, digits):
     assert first.shape == (5, 1, 32, 32)
     got = torch.cat([first, second])[:, 0].numpy()
     np.testing.assert_allclose(got, digits[:10] / 255, atol=0.03)  # frames 0-4, then 5-9
+
+
+def test_an_opencv_without_gui_falls_back_to_recording(predictor, clip, tmp_path, monkeypatch):
+    def no_gui(*args):
+        raise cv2.error("The function is not implemented")
+
+    monkeypatch.setattr(cv2, "imshow", no_gui)
+    model = load_model(predictor, load_components())
+    out = tmp_path / "fallback.mp4"
+    stats = run_webcam(model, LiveCapture(str(clip)), window=True, out=out, max_frames=4, height=48)
+    assert stats.frames == 4 and len(decode(out)) == 4
+    with pytest.raises(UsageError, match="--no-window"):
+        run_webcam(model, LiveCapture(str(clip)), window=True, out=None, max_frames=4, height=48)
