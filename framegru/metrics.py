@@ -27,7 +27,9 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> Tensor:
 def ssim_per_frame(pred: Tensor, true: Tensor) -> Tensor:
     """SSIM of each frame: ``[N, C, H, W]`` pairs -> ``[N]`` (channels averaged)."""
     c = pred.shape[1]
-    window = _gaussian_window(device=pred.device).expand(c, 1, 11, 11)
+    size = min(11, *pred.shape[-2:])  # frames smaller than the window get the largest window that fits
+    size -= 1 - size % 2
+    window = _gaussian_window(size, device=pred.device).expand(c, 1, size, size)
     c1, c2 = 0.01**2, 0.03**2
 
     def blur(x: Tensor) -> Tensor:
