@@ -1,0 +1,169 @@
+"""The training loop: learning, exact resume, divergence, checkpoints and run-dir outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from framegru import checkpoint
+from framegru.config import load_config
+from framegru.errors import DataError, UsageError
+from framegru.events import RunEvents
+from framegru.runner import batch_order, learning_rate, run_config
+
+NOISE = '''
+import torch
+from torch.utils.data import Dataset
+from framegru import DataInfo, hookimpl
+
+
+class Drift(Dataset):
+    """A bright square drifting one pixel per frame: learnable next-frame data."""
+
+    def __init__(self, *, root, split, frames: int = 6, size: int = 8):
+        self.info = DataInfo(channels=1, height=size, width=size, context=3, future=frames - 3)
+        self.frames, self.size = frames, size
+
+    def __len__(self):
+        return 32 if self.split_is_train else 8
+
+    def __getitem__(self, i):
+        video = torch.zeros(self.frames, 1, self.size, self.size)
+        start = i % (self.size - 2)
+        for t in range(self.frames):
+            x = (start + t) % (self.size - 1)
+            video[t, 0, 2:5, x : x + 2] = 1.0
+        return {"video": video}
+
+    split_is_train = True
+
+
+@hookimpl
+def framegru_register_readers(register):
+    register("drift", Drift)
+'''
+
+
+@pytest.fixture
+def config_path(tmp_path):
+    (tmp_path / "drift.py").write_text(NOISE)
+    path = tmp_path / "drift.yaml"
+    path.write_text(f"""
+seed: 0
+plugins: [drift.py]
+data:
+  reader: drift
+model:
+  backbone: identity
+  engine:
+    hidden: 8
+    kernel: 3
+  head:
+    name: next_frame
+    width: 8
+train:
+  max_steps: 12
+  batch_size: 4
+  lr: 0.01
+  eval_every: 4
+  device: cpu
+run:
+  dir: {tmp_path / 'run'}
+  pictures: 2
+""")
+    return path
+
+
+def components_for(config):
+    from framegru.plugin_manager import load_components
+
+    return load_components(config.plugins)
+
+
+def test_run_writes_outputs_and_learns(config_path, tmp_path):
+    config = load_config(config_path, ["train.max_steps=100", "train.eval_every=50", "train.warmup=0",
+                                       "model.engine.hidden=16", "model.head.width=16"])
+    metrics = run_config(config, components_for(config))
+    run = tmp_path / "run"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [50, 100]
+    assert {"mse", "mae", "ssim", "psnr", "sequences"} <= set(lines[0])
+    # Predicting black frames scores MSE 6 (the 3x2 square); a model that learned the motion does better.
+    assert lines[-1]["mse"] < 4.0
+    assert metrics == lines[-1]
+    for name in ("config.yaml", "last.safetensors", "best.safetensors", "predictions.png", "predictions.gif"):
+        assert (run / name).is_file(), name
+    best = checkpoint.load(run / "best.safetensors")
+    assert best.train_state == {} and best.config["model"]["engine"]["hidden"] == 16
+    assert checkpoint.load(run / "last.safetensors").train_state  # resume state travels with 'last'
+
+
+class KillAt(RunEvents):
+    """Stops a run abruptly after ``step`` steps, as a kill would."""
+
+    def __init__(self, step: int):
+        self.at = step
+
+    def step(self, step, loss, lr, batch_size):
+        if step > self.at:
+            raise KeyboardInterrupt
+
+
+def test_resume_equals_uninterrupted(config_path, tmp_path):
+    whole = load_config(config_path, [f"run.dir={tmp_path / 'whole'}", "train.scheduled_sampling=0.5"])
+    run_config(whole, components_for(whole))
+    split = load_config(config_path, [f"run.dir={tmp_path / 'split'}", "train.scheduled_sampling=0.5",
+                                      "train.checkpoint_every=4"])
+    with pytest.raises(KeyboardInterrupt):
+        run_config(split, components_for(split), events=KillAt(9))  # dies during step 10
+    assert checkpoint.load(tmp_path / "split" / "last.safetensors").step == 8
+    run_config(split, components_for(split), resume=True)
+    a = load_file(str(tmp_path / "whole" / "last.safetensors"))
+    b = load_file(str(tmp_path / "split" / "last.safetensors"))
+    weights = [k for k in a if not k.startswith("train_state/")]
+    assert weights
+    for key in weights:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_resume_without_checkpoint_is_usage_error(config_path, tmp_path):
+    config = load_config(config_path, [f"run.dir={tmp_path / 'empty'}"])
+    with pytest.raises(UsageError, match="no checkpoint to resume"):
+        run_config(config, components_for(config), resume=True)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(config_path, tmp_path):
+    config = load_config(config_path, ["train.max_steps=4", "train.checkpoint_every=2"])
+    run_config(config, components_for(config))
+    good = (tmp_path / "run" / "last.safetensors").read_bytes()
+    config = load_config(config_path, ["train.max_steps=8", "train.lr=1e30", "train.grad_clip=0"])
+    with pytest.raises(DataError, match="training diverged"):
+        # An absurd learning rate makes the weights (and so the loss) non-finite within a few steps.
+        run_config(config, components_for(config), resume=True)
+    assert (tmp_path / "run" / "last.safetensors").read_bytes() != b""
+    ckpt = checkpoint.load(tmp_path / "run" / "last.safetensors")
+    assert all(torch.isfinite(v).all() for v in ckpt.weights.values())
+    del good
+
+
+def test_batch_order_is_a_function_of_the_step():
+    full = batch_order(10, 3, seed=1, start_step=0)
+    first = [next(full) for _ in range(7)]
+    resumed = batch_order(10, 3, seed=1, start_step=4)
+    assert [next(resumed) for _ in range(3)] == first[4:]
+    epoch = sorted(sum(first[:3], []))
+    assert len(set(epoch)) == 9  # no repeats inside an epoch
+    ranks = [next(batch_order(10, 2, 1, 0, rank=r, world=2)) for r in range(2)]
+    assert not set(ranks[0]) & set(ranks[1])
+
+
+def test_learning_rate_schedule(config_path):
+    config = load_config(config_path, ["train.max_steps=100", "train.warmup=0.1", "train.lr=1.0"])
+    lrs = [learning_rate(config, s) for s in range(100)]
+    assert lrs[9] == pytest.approx(1.0) and lrs[0] == pytest.approx(0.1)
+    assert lrs[-1] < 0.01 and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert not any(math.isnan(x) for x in lrs)
