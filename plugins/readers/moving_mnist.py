@@ -84,7 +84,7 @@ class MovingMNIST(Dataset):
     def sequence(self, index: int) -> np.ndarray:
         """The ``uint8 [frames, size, size]`` sequence at ``index``; the same every time."""
         if self.array is not None:
-            return np.asarray(self.array[: self.frames, index])
+            return np.array(self.array[: self.frames, index])  # a writable copy out of the memory map
         rng = np.random.default_rng([self.seed, SPLIT_IDS.get(self.split, 3), index])
         picks = rng.integers(0, len(self.images), self.digits)
         return bouncing_digits(self.images[picks], self.frames, self.size, rng)

@@ -1,0 +1,73 @@
+"""Reader ``moving_mnist``: generated sequences and the .npy layout of mnist_test_seq.npy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from framegru.errors import DataError
+from framegru_plugins.readers.moving_mnist import MovingMNIST, bouncing_digits, write_sequences
+
+
+def test_bouncing_digits_move_and_stay_inside():
+    digit = np.zeros((1, 28, 28), np.uint8)
+    digit[0, 10:18, 10:18] = 255
+    seq = bouncing_digits(digit, 30, 64, np.random.default_rng(0))
+    assert seq.shape == (30, 64, 64) and seq.dtype == np.uint8
+    centers = [np.argwhere(f).mean(0) for f in seq]
+    steps = [np.abs(a - b).sum() for a, b in zip(centers, centers[1:])]
+    assert all(s > 0 for s in steps)  # it moves every frame
+    assert all(f.sum() == 64 * 255 for f in seq)  # the whole digit is always in the canvas
+
+
+def test_generated_sequences_are_reproducible_and_split_by_digits(data_root):
+    train = MovingMNIST(root=data_root, split="train")
+    val = MovingMNIST(root=data_root, split="val")
+    item = train[5]["video"]
+    assert item.shape == (20, 1, 64, 64) and 0 <= item.min() and item.max() <= 1 and item.max() > 0.9
+    torch.testing.assert_close(train[5]["video"], item)
+    assert not torch.equal(train[6]["video"], item)
+    assert not torch.equal(val[5]["video"], item)
+    # Validation sequences come from the MNIST *test* digits only; training from the training digits.
+    assert val.images.shape[0] == 10_000 and train.images.shape[0] == 60_000
+    assert train.info.context == 10 and train.info.future == 10 and len(val) == 1000
+
+
+def test_npy_round_trip(data_root, tmp_path):
+    source = MovingMNIST(root=data_root, split="test", sequences=3)
+    path = tmp_path / "seq.npy"
+    write_sequences(source, path)
+    array = np.load(path)
+    assert array.shape == (20, 3, 64, 64) and array.dtype == np.uint8
+    read = MovingMNIST(root=tmp_path, split="test", path=str(path))
+    assert len(read) == 3
+    torch.testing.assert_close(read[2]["video"], source[2]["video"])
+
+
+@pytest.mark.parametrize("array", [
+    np.zeros((20, 2, 64, 64), np.float32), np.zeros((20, 64, 64), np.uint8), np.zeros((5, 2, 64, 64), np.uint8),
+])
+def test_bad_npy_is_data_error(tmp_path, array):
+    path = tmp_path / "bad.npy"
+    np.save(path, array)
+    with pytest.raises(DataError):
+        MovingMNIST(root=tmp_path, split="test", path=str(path))
+
+
+def test_pickled_npy_is_refused(tmp_path):
+    path = tmp_path / "obj.npy"
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError):
+        MovingMNIST(root=tmp_path, split="test", path=str(path))
+
+
+def test_missing_mnist_offline_is_one_line(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("network unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataError, match=r"MNIST not found under .*MNIST/raw .*put train-images-idx3-ubyte"):
+        MovingMNIST(root=tmp_path, split="train")
