@@ -11,9 +11,10 @@ autograd record every step:
 * The backward pass walks time in reverse doing only what is sequential: the input-gradients of the
   two hidden convolutions. Every weight gradient, and the input projection's gradients, are then one
   batched convolution over all the steps at once instead of one small one per step.
-* With ``keep_gates=False`` (activation checkpointing over time) nothing but the layer's own outputs is
+* With ``checkpoint=True`` (activation checkpointing over time) nothing but the layer's own outputs is
   kept: the backward pass recomputes the gates of ``chunk`` steps at a time, with batched convolutions,
-  since every step's previous state is one of the outputs.
+  since every step's previous state is one of the outputs. A second backward pass through the same
+  graph (``retain_graph=True``) recomputes them the same way, the first having consumed them.
 
 It needs odd kernels (symmetric padding) and gives no double backward (``once_differentiable``); the
 engine falls back to plain autograd otherwise.
@@ -185,15 +186,20 @@ class FusedLayer(torch.autograd.Function):
     def forward(ctx, x, h0, w_in, b_in, w_zr, w_n, reverse: bool, chunk: int, per_conv: int, channels_last: bool,
                 keep: bool):
         out, gates = forward_layer(x, h0, w_in, b_in, w_zr, w_n, reverse, chunk, per_conv, channels_last, keep)
-        ctx.options = (reverse, chunk, per_conv, keep)
-        ctx.save_for_backward(x, h0, w_in, b_in, w_zr, w_n, out, *(gates or (None, None)))
+        ctx.options = (reverse, chunk, per_conv)
+        ctx.save_for_backward(x, h0, w_in, b_in, w_zr, w_n, out)
+        # Not saved through save_for_backward: the backward pass overwrites them, which autograd's version
+        # check would refuse. A second backward through the same graph (retain_graph) recomputes them.
+        ctx.gates = gates
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gout):
-        x, h0, w_in, b_in, w_zr, w_n, out, g_zr, g_n = ctx.saved_tensors
-        reverse, chunk, per_conv, keep = ctx.options
+        x, h0, w_in, b_in, w_zr, w_n, out = ctx.saved_tensors
+        reverse, chunk, per_conv = ctx.options
+        kept, ctx.gates = ctx.gates, None  # consumed in place below
+        keep = kept is not None
         need_x, need_h0, need_w_in, need_b_in, need_w_zr, need_w_n = ctx.needs_input_grad[:6]
         t, c = out.shape[0], out.shape[2]
         pad = (w_in.shape[-2] // 2, w_in.shape[-1] // 2)
@@ -208,7 +214,7 @@ class FusedLayer(torch.autograd.Function):
         dx: dict[int, Tensor] = {}
         dh = None
         for a, b in _chunks(t, t if keep else chunk, not reverse):  # backwards in time
-            gates = (g_zr[a:b], g_n[a:b]) if keep else _recompute(x, out, h0, a, b, reverse, w_in, b_in, w_zr, w_n, pad, per_conv)
+            gates = (kept[0][a:b], kept[1][a:b]) if keep else _recompute(x, out, h0, a, b, reverse, w_in, b_in, w_zr, w_n, pad, per_conv)
             prevs = _prev_runs(out, h0, a, b, reverse)
             rhs = [(gates[0][rows, :, c:] * prev).flatten(0, 1) for rows, prev in prevs]  # before r is overwritten
             for i in _steps(a, b, not reverse):

@@ -1,0 +1,124 @@
+"""Measuring for ``framegru bench``: interleaved repetitions, medians, peak memory, the machine.
+
+A shared machine is noisy: other processes come and go within a run. So every contender runs once per
+repetition, in a rotating order, and results are medians; a ratio between two contenders is the median
+of the per-repetition ratios, each taken from two runs seconds apart under the same load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import sys
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds of every run of every function: ``warmup`` untimed rounds, then ``repeats`` timed ones, each
+    round running all functions in an order rotated by one from the round before."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    sync(device)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(repeats):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
+            sync(device)
+            tic = time.perf_counter()
+            fns[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - tic)
+    return times
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    """Median and best of a list of seconds, and the samples themselves (rounded)."""
+    return {"median_s": round(statistics.median(samples), 5), "min_s": round(min(samples), 5),
+            "samples_s": [round(s, 4) for s in samples]}
+
+
+def paired_ratio(slow: list[float], fast: list[float]) -> float:
+    """Median over repetitions of ``slow[i] / fast[i]``: a speed-up robust to load that drifts."""
+    return round(statistics.median(s / f for s, f in zip(slow, fast)), 3)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2: the profiler's C++ side logs its start and stop there."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def cpu_peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak bytes allocated on the CPU while ``fn`` runs, above what was allocated before.
+
+    From ``torch.profiler`` with ``profile_memory=True``: every allocation and free PyTorch makes is
+    recorded against the operator that made it; the running sum in operator start order peaks here.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    total = peak = 0
+    for event in events:
+        total += event.self_cpu_memory_usage
+        peak = max(peak, total)
+    return peak
+
+
+def peak_bytes(fn: Callable[[], object], device: torch.device) -> tuple[int, str]:
+    """Peak bytes ``fn`` allocates on ``device`` above what was allocated before, and how it was measured."""
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        sync(device)
+        return torch.cuda.max_memory_allocated(device) - base, "torch.cuda.max_memory_allocated above the allocation before"
+    return cpu_peak_bytes(fn), "torch.profiler profile_memory: running sum of CPU allocations and frees, in op order"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device) -> dict[str, object]:
+    """What the figures were measured on, and how busy the machine was (load average) at the time."""
+    info: dict[str, object] = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": _cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_average_1m"] = round(os.getloadavg()[0], 2)
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
