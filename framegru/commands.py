@@ -1,4 +1,7 @@
-"""Subcommands beyond run/eval/plugins, each in a module of its own with ``add_parser(sub, common)``."""
+"""Subcommands beyond run/eval/plugins, each in a module of its own with ``add_parser(sub, common)``.
+
+Imported only when the parser is built, so ``framegru plugins`` does not pay for video or camera code.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,4 @@ MODULES = ("classify_still", "predict", "webcam", "bench")
 
 def add_all(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     for name in MODULES:
-        try:
-            module = importlib.import_module(f"framegru.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"framegru.{name}":
-                continue  # not built yet
-            raise
-        module.add_parser(sub, common)
+        importlib.import_module(f"framegru.{name}").add_parser(sub, common)

@@ -155,6 +155,11 @@ class Runner:
 
     # -- building -----------------------------------------------------------------------------
     def _build(self) -> None:
+        spec = self.config.model
+        # Names first: a typo should not wait for a data set to load.
+        self.components.readers.get(self.config.data.reader.name)
+        self.components.backbones.get(spec.backbone.name)
+        self.components.heads.get(spec.head.name)
         torch.manual_seed(self.config.seed)
         self.train_set = build_reader(self.config, self.components, "train")
         self.val_set = build_reader(self.config, self.components, "val")

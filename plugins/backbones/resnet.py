@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torchvision import models
 
 from framegru import hookimpl
 
@@ -33,6 +32,8 @@ class ResNetBackbone(nn.Module):
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got '{arch}'")
         if not 1 <= stages <= 4:
             raise ValueError(f"stages must be 1 to 4, got {stages}")
+        from torchvision import models  # here, not at import: it costs seconds on every command
+
         net = getattr(models, arch)(weights="DEFAULT" if pretrained else None)
         if small_input or in_channels != 3:
             stride = 1 if small_input else 2

@@ -1,0 +1,139 @@
+"""The command line: exit statuses, one-line errors, --debug, plugins listing, run and eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from framegru.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+def framegru(*args, cwd=None):
+    """Run the installed console script as a user would."""
+    return subprocess.run([sys.executable, "-m", "framegru", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, "COLUMNS": "200"}, timeout=300)
+
+
+class Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_in_process(capfd, *args, cwd=None, monkeypatch=None):
+    """``framegru ARGS`` in this process (faster than a subprocess: torch is imported once)."""
+    if cwd is not None:
+        monkeypatch.chdir(cwd)
+    code = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return Result(code, out, err)
+
+
+def one_line_error(result, code):
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("framegru: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def readme_plugin_example() -> str:
+    """The plugin example in the README, which this test executes."""
+    text = README.read_text()
+    start = text.index("```python\n# my_plugin.py") + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+def test_plugins_json_lists_a_users_plugin_beside_builtins(tmp_path):
+    plugin = tmp_path / "my_plugin.py"
+    plugin.write_text(readme_plugin_example())
+    result = framegru("plugins", "--json", "--plugin", plugin)
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(listing) == {"readers", "backbones", "heads"}
+    readers = {r["name"]: r for r in listing["readers"]}
+    assert readers["noise"]["plugin"] == str(plugin)
+    assert readers["noise"]["doc"]
+    assert readers["moving_mnist"]["plugin"] == "moving_mnist"
+    assert {"identity", "conv", "resnet"} <= {b["name"] for b in listing["backbones"]}
+
+
+def test_readme_plugin_trains(tmp_path):
+    plugin = tmp_path / "my_plugin.py"
+    plugin.write_text(readme_plugin_example())
+    config = tmp_path / "noise.yaml"
+    config.write_text(f"""
+plugins: [my_plugin.py]
+data: {{reader: noise}}
+model: {{engine: {{hidden: 4}}, head: {{name: next_frame, width: 4}}}}
+train: {{max_steps: 2, batch_size: 2, eval_every: 2, eval_batches: 1, device: cpu}}
+run: {{dir: {tmp_path / 'run'}, pictures: 1}}
+""")
+    assert main(["run", str(config)]) == 0
+    assert (tmp_path / "run" / "last.safetensors").is_file()
+
+
+def test_typo_in_override_exits_2_with_suggestion():
+    result = framegru("run", ROOT / "configs" / "moving_mnist.yaml", "train.max_stpes=10")
+    line = one_line_error(result, 2)
+    assert line.endswith("unknown key 'train.max_stpes' — did you mean 'train.max_steps'?")
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["run", "nope.yaml"], 2, "config not found: nope.yaml"),
+    (["frobnicate"], 2, "invalid choice"),
+    (["run"], 2, "the following arguments are required"),
+    (["plugins", "--plugin", "missing_plugin_xyz"], 2, "plugin 'missing_plugin_xyz' not found"),
+    (["eval", "configs/moving_mnist.yaml", "--checkpoint", "nope.safetensors"], 1, "checkpoint not found"),
+])
+def test_user_errors_are_one_line(args, code, needle, capfd, monkeypatch):
+    line = one_line_error(run_in_process(capfd, *args, cwd=ROOT, monkeypatch=monkeypatch), code)
+    assert needle in line
+
+
+def test_unknown_component_in_config(tmp_path, capfd):
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {reader: moving_mnist}\nmodel: {backbone: resnt, head: next_frame}\n")
+    line = one_line_error(run_in_process(capfd, "run", config), 2)
+    assert line.endswith("unknown backbone 'resnt' — did you mean 'resnet'? available: conv, identity, resnet")
+
+
+def test_debug_shows_the_traceback(capfd):
+    result = run_in_process(capfd, "run", "nope.yaml", "--debug")
+    assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_help_lists_commands(capfd):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    result = Result(0, *capfd.readouterr())
+    for command in ("plugins", "run", "eval", "classify-still", "predict", "webcam", "bench"):
+        assert command in result.stdout
+
+
+def test_eval_json_on_a_npy_file(tmp_path, data_root):
+    from framegru_plugins.readers.moving_mnist import MovingMNIST, write_sequences
+
+    config = tmp_path / "mm.yaml"
+    config.write_text(f"""
+data: {{reader: {{name: moving_mnist, sequences: 4}}, root: {data_root}}}
+model: {{backbone: {{name: identity, patch: 4}}, engine: {{hidden: 8}}, head: {{name: next_frame, width: 8}}}}
+train: {{max_steps: 1, batch_size: 2, eval_every: 1, device: cpu}}
+run: {{dir: {tmp_path / 'run'}, pictures: 0}}
+""")
+    assert main(["run", str(config)]) == 0
+    npy = tmp_path / "seq.npy"
+    write_sequences(MovingMNIST(root=data_root, split="test", sequences=3), npy)
+    result = framegru("eval", config, "--checkpoint", tmp_path / "run" / "last.safetensors", "--data", npy, "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(metrics) >= {"mse", "mae", "ssim", "psnr", "sequences"} and metrics["sequences"] == 3
+    assert 0 < metrics["mse"] < 64 * 64 and -1 <= metrics["ssim"] <= 1
