@@ -26,7 +26,8 @@ OPEN_TIMEOUT_S = 5.0
 
 @dataclass(frozen=True)
 class Captured:
-    """One frame: ``image`` BGR ``uint8 [H, W, 3]``, ``at`` its capture time (``time.perf_counter``), ``index``."""
+    """One frame: ``image`` BGR ``uint8 [H, W, 3]``, ``index``, and ``at`` (``time.perf_counter``): when it
+    was captured, or for a file (read ahead on purpose) when it was handed out, so latency means the same."""
 
     image: np.ndarray
     at: float
@@ -144,7 +145,7 @@ class LiveCapture:
                 return None
             frame = self._frames.pop(0)
             self._cond.notify_all()
-            return frame
+            return frame if self.live else Captured(frame.image, time.perf_counter(), frame.index)
 
     def close(self) -> None:
         """Stop the thread and release the device."""
