@@ -112,6 +112,8 @@ class LiveCapture:
                         self.error = f"{self.name} opened but delivers no frames"
                     elif self.kind == "camera":
                         self.error = f"{self.name} stopped delivering frames after {index}"
+                    elif index == 0:  # a file or stream that opens but holds nothing decodable
+                        self.error = f"{self.name} has no video frames that can be decoded (empty, truncated or corrupt)"
                     break
                 frame = Captured(image, time.perf_counter(), index)
                 index += 1

@@ -7,8 +7,10 @@ Nothing from a user's disk is ever unpickled. A checkpoint holds the model's wei
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickletools
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from .errors import DataError
 FORMAT = "framegru-1"
 TRAIN_PREFIX = "train_state/"
 MAX_HEADER_BYTES = 64 * 1024 * 1024
+SNIFF_BYTES = 1024 * 1024  # what is read of a file to tell safetensors, pickle and garbage apart
 
 
 @dataclass
@@ -79,28 +82,60 @@ def save(
     write_atomic(Path(path), tensors, metadata)
 
 
+def _is_safetensors_header(head: bytes, size: int) -> bool:
+    """Whether a file of ``size`` bytes starting with ``head`` opens like safetensors: a little-endian
+    header length that fits the file and the size cap, then a JSON object."""
+    if len(head) < 9:
+        return False
+    (header_len,) = struct.unpack("<Q", head[:8])
+    return header_len <= MAX_HEADER_BYTES and 8 + header_len <= size and head[8:9] == b"{"
+
+
+def _is_pickle(head: bytes, size: int) -> bool:
+    """Whether a file starting with ``head`` is a pickle or a ``torch.save`` zip, judged without unpickling.
+
+    ``pickletools.genops`` only names the opcodes, it runs none. A pickle reaches STOP, or runs out of
+    sample only because the file goes on beyond it; random bytes meet an unknown opcode within a few bytes.
+    """
+    if head.startswith(b"PK\x03\x04"):
+        return True
+    try:
+        return any(op.name == "STOP" for op, _, _ in pickletools.genops(io.BytesIO(head)))
+    except ValueError as exc:
+        return len(head) < size and "unknown" not in str(exc)
+
+
 def _check_header(path: Path) -> None:
     """Refuse anything that is not a sane safetensors file before the parser sees it."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
-            head = f.read(8)
+            head = f.read(SNIFF_BYTES)
     except FileNotFoundError:
         raise DataError(f"checkpoint not found: {path}") from None
     except IsADirectoryError:
         raise DataError(f"checkpoint is a directory, not a file: {path}") from None
     except OSError as exc:
         raise DataError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
-    if head[:1] == b"\x80" or head[:2] == b"PK":
+    # Sniff safetensors first: a valid header length may well begin with a pickle's 0x80 or a zip's "PK".
+    if _is_safetensors_header(head, size):
+        return
+    if _is_pickle(head, size):
         raise DataError(
             f"{path} is a pickle / torch.save file; framegru never unpickles files (they can run code): "
             "use a safetensors checkpoint written by framegru"
         )
-    if len(head) < 8:
-        raise DataError(f"{path} is not a safetensors checkpoint (too short: {size} bytes)")
-    (header_len,) = struct.unpack("<Q", head)
-    if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
-        raise DataError(f"{path} is not a valid safetensors checkpoint (corrupt or truncated header)")
+    if size < 9:
+        raise DataError(f"{path} is not a checkpoint ({size} bytes): use a safetensors checkpoint written by framegru")
+    raise DataError(f"{path} is not a valid safetensors checkpoint (corrupt or truncated header): "
+                    "use an intact checkpoint written by framegru")
+
+
+def _json_object(metadata: dict[str, str], key: str, default: str | None = None) -> dict[str, Any]:
+    value = json.loads(metadata[key] if default is None else metadata.get(key, default))
+    if not isinstance(value, dict):
+        raise ValueError(f"'{key}' is {type(value).__name__}, not an object")
+    return value
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
@@ -112,16 +147,19 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise DataError(f"{path} is not a valid safetensors checkpoint ({exc})") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path} is not a valid safetensors checkpoint ({reason}): "
+                        "use an intact checkpoint written by framegru") from None
     if metadata.get("format") != FORMAT:
-        raise DataError(f"{path} is a safetensors file but not a framegru checkpoint (no framegru config inside)")
+        raise DataError(f"{path} is a safetensors file but not a framegru checkpoint (no framegru config inside): "
+                        "use a checkpoint written by framegru run")
     try:
-        config = json.loads(metadata["config"])
-        info = json.loads(metadata["info"])
+        config = _json_object(metadata, "config")
+        info = _json_object(metadata, "info")
+        extra = _json_object(metadata, "extra", "{}")
         step = int(metadata.get("step", 0))
-        extra = json.loads(metadata.get("extra", "{}"))
-    except (KeyError, ValueError) as exc:
-        raise DataError(f"{path}: damaged framegru metadata ({exc})") from None
+    except (KeyError, ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: damaged framegru metadata ({exc}): use an intact checkpoint written by framegru") from None
     weights = {k: v for k, v in tensors.items() if not k.startswith(TRAIN_PREFIX)}
     train_state = {k[len(TRAIN_PREFIX):]: v for k, v in tensors.items() if k.startswith(TRAIN_PREFIX)}
     return Checkpoint(weights, config, info, step, train_state, extra)

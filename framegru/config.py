@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import UsageError, did_you_mean
+from .errors import UsageError, brief, did_you_mean
 
 
 class Strict(BaseModel):
@@ -109,7 +109,7 @@ def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
             raise UsageError(f"bad override '{item}': expected key.sub=value, e.g. train.max_steps=100")
         try:
             value = yaml.safe_load(raw) if raw else None
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             value = raw
         parsed.append((key.split("."), value))
     return parsed
@@ -166,7 +166,7 @@ def _explain(exc: ValidationError, source: str) -> UsageError:
         return UsageError(f"{source}: unknown key '{key}'{hint}")
     if error["type"] == "missing":
         return UsageError(f"{source}: missing key '{key}'")
-    return UsageError(f"{source}: bad value for '{key}': {error['msg']} (got {error.get('input')!r})")
+    return UsageError(f"{source}: bad value for '{key}': {error['msg']} (got {brief(error.get('input'))})")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -184,6 +184,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise UsageError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: invalid YAML: nested too deeply") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

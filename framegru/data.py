@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 
+MAX_FRAME_PIXELS = 1 << 26  # 8192 x 8192: far beyond any model's input, far below what would exhaust memory
+
+
 @dataclass(frozen=True)
 class DataInfo:
     """Shape and meaning of a reader's items.
@@ -34,7 +37,17 @@ class DataInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DataInfo":
-        return cls(**data)
+        """The inverse of :meth:`to_dict`, checked, since it comes from a file (a checkpoint).
+
+        Raises:
+            TypeError: unknown keys.
+            ValueError: a frame size that is not positive integers, or absurd.
+        """
+        info = cls(**data)
+        sides = (info.channels, info.height, info.width)
+        if not all(type(v) is int and v > 0 for v in sides) or info.height * info.width > MAX_FRAME_PIXELS:
+            raise ValueError(f"implausible frame size {sides} (CxHxW)")
+        return info
 
 
 def missing_data(what: str, where: Path, how: str) -> str:

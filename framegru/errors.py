@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
 
 
@@ -22,6 +23,16 @@ class DataError(FramegruError):
     """Bad data: a missing, unreadable or corrupt file, image, video or checkpoint (exit status 1)."""
 
     exit_code = 1
+
+
+_BRIEF = reprlib.Repr()  # keyword arguments only from Python 3.12
+_BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxstring, _BRIEF.maxother = 2, 4, 4, 60, 60
+
+
+def brief(value: object) -> str:
+    """A short ``repr`` for a message, bounded however large or deeply shared ``value`` is (a YAML
+    alias bomb expands to a billion items if printed in full)."""
+    return _BRIEF.repr(value)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

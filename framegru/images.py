@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
 import cv2
 import cv2.utils.logging
 import numpy as np
 import torch
+from PIL import Image
 
 from .errors import DataError
 
@@ -19,6 +22,24 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 # and a phone photo would come out on its side); alpha is dropped.
 DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma, as OpenCV and PIL use
+# A decompression bomb (a 24 KB PNG that decodes to 14000 x 14000, gigabytes once in float) is refused
+# before any pixel is decoded. Pillow's limit: OpenCV's own (2**30, OPENCV_IO_MAX_IMAGE_PIXELS) is six
+# times larger, and read only when cv2 is first imported.
+MAX_IMAGE_PIXELS = 178_956_970
+
+
+def _header_pixels(data: np.ndarray) -> int | None:
+    """Width x height read from the header alone (Pillow opens lazily); None for a format Pillow does not know."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own bomb warning: we say it ourselves
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        return MAX_IMAGE_PIXELS + 1
+    except Exception:  # not a format Pillow reads, or a damaged header: OpenCV decides
+        return None
+    return width * height
 
 
 def _to_unit_range(image: np.ndarray) -> np.ndarray:
@@ -50,7 +71,14 @@ def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = N
         raise DataError(f"image not found: {path}") from None
     except OSError as exc:
         raise DataError(f"cannot read image {path}: {exc.strerror or exc}") from None
-    image = cv2.imdecode(data, DECODE_FLAGS) if data.size else None
+    pixels = _header_pixels(data) if data.size else None
+    if pixels is not None and pixels > MAX_IMAGE_PIXELS:
+        raise DataError(f"image {path} has more than {MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?): "
+                        "shrink it before giving it to framegru")
+    try:
+        image = cv2.imdecode(data, DECODE_FLAGS) if data.size else None
+    except cv2.error:  # OpenCV refuses some inputs by raising rather than returning None
+        image = None
     if image is None or image.size == 0:
         raise DataError(f"cannot decode image {path}: not an image, or corrupt")
     image = _to_unit_range(image)

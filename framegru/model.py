@@ -103,7 +103,31 @@ def build_model(config: Config, components: Components, info: DataInfo) -> Frame
         spec.head.name, spec.head.options, key="model.head",
         in_channels=engine.out_channels, info=info, stride=backbone.stride,
     )
-    return FrameModel(backbone, engine, head, info)
+    model = FrameModel(backbone, engine, head, info)
+    check_fit(model, f"model.backbone '{spec.backbone.name}' -> model.head '{spec.head.name}'")
+    return model
+
+
+def check_fit(model: FrameModel, name: str) -> None:
+    """Run one zero sample of the data's shape through ``model``: a component that cannot take these
+    frames (a patch that does not divide them, a degenerate layer) fails now, in one clear line,
+    rather than steps into a run with a traceback from deep inside a forward pass."""
+    info = model.info
+    video = torch.zeros(1, 2, info.channels, info.height, info.width)
+    training = model.training
+    model.eval()  # no dropout draws from the RNG, no batch-norm statistics updated
+    try:
+        with torch.no_grad():
+            if model.task == "predict":
+                model.rollout(video, context=1)
+            else:
+                model.classify({"image": video[:, 0]} if info.still else {"video": video})
+    except (RuntimeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"{name} cannot run on {info.channels}x{info.height}x{info.width} (CxHxW) frames: "
+                         f"{reason}; change their options or the data size") from exc
+    finally:
+        model.train(training)
 
 
 def load_model(path, components: Components, device: str | torch.device = "cpu") -> FrameModel:
@@ -113,8 +137,12 @@ def load_model(path, components: Components, device: str | torch.device = "cpu")
     from .errors import DataError
 
     ckpt = checkpoint.load(path, "cpu")
-    config = validate(ckpt.config, f"config inside {path}")
-    model = build_model(config, components, DataInfo.from_dict(ckpt.info))
+    try:
+        config = validate(ckpt.config, f"config inside {path}")
+        info = DataInfo.from_dict(ckpt.info)
+    except (UsageError, TypeError, ValueError) as exc:  # the file's fault, not the command line's
+        raise DataError(f"{path} holds a config this framegru cannot use ({exc})") from None
+    model = build_model(config, components, info)
     try:
         missing, unexpected = model.load_state_dict(ckpt.weights, strict=False)
     except RuntimeError as exc:  # a tensor of the wrong shape

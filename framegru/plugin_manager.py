@@ -69,9 +69,11 @@ def load_plugin(spec: str, base: Path | None = None) -> tuple[str, ModuleType]:
     except ModuleNotFoundError as exc:
         if exc.name == spec or spec.startswith(f"{exc.name}."):
             raise UsageError(f"plugin '{spec}' not found: no such file or module") from exc
-        raise UsageError(f"plugin '{spec}' failed to import: {type(exc).__name__}: {exc}") from exc
-    except Exception as exc:  # a plugin's own bug: name the plugin, keep one line
-        raise UsageError(f"plugin '{spec}' failed to import: {type(exc).__name__}: {exc}") from exc
+        raise UsageError(f"plugin '{spec}' failed to import: {type(exc).__name__}: {exc} "
+                         "(fix it, or leave it out)") from exc
+    except (Exception, SystemExit) as exc:  # a plugin's own bug (or its sys.exit): name the plugin, keep one line
+        raise UsageError(f"plugin '{spec}' failed to import: {type(exc).__name__}: {exc} "
+                         "(fix it, or leave it out)") from exc
 
 
 class PluginHost:
@@ -87,9 +89,10 @@ class PluginHost:
                 continue
             try:
                 module = ep.load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 dist = f" (package {ep.dist.name})" if getattr(ep, "dist", None) else ""
-                raise UsageError(f"plugin '{ep.name}'{dist} failed to import: {type(exc).__name__}: {exc}") from exc
+                raise UsageError(f"plugin '{ep.name}'{dist} failed to import: {type(exc).__name__}: {exc} "
+                                 "(fix or uninstall it)") from exc
             self._register(module, ep.name)
 
     def load(self, specs: list[str], base: Path | None = None) -> None:
@@ -123,9 +126,10 @@ class PluginHost:
                     impl.function(register=register)
                 except UsageError:
                     raise
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:
                     raise UsageError(
-                        f"plugin '{impl.plugin_name}' failed while registering {kind}s: {type(exc).__name__}: {exc}"
+                        f"plugin '{impl.plugin_name}' failed while registering {kind}s: {type(exc).__name__}: {exc} "
+                        "(fix it, or leave it out)"
                     ) from exc
         return found
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UsageError, did_you_mean
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from .errors import UsageError, brief, did_you_mean
+
+# YAML reads `source: 0` as an int; a factory that wants the string "0" should get it.
+_LAX = ConfigDict(coerce_numbers_to_str=True)
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,14 @@ class Entry:
         """The first line of the factory's docstring: the component's one-line description."""
         doc = inspect.getdoc(self.factory) or ""
         return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    def hints(self) -> dict[str, Any]:
+        """The factory's resolved type hints (empty when they cannot be resolved)."""
+        target = self.factory.__init__ if inspect.isclass(self.factory) else self.factory
+        try:
+            return typing.get_type_hints(target)
+        except Exception:  # a hint naming something the plugin's module cannot resolve: not checked
+            return {}
 
     def options(self, fixed: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
         """The keywords a config may set: every parameter of the factory but the ``fixed`` ones."""
@@ -47,7 +61,8 @@ class Registry:
             raise UsageError(f"plugin '{plugin}' registers {self.kind} '{name}' with a non-callable {factory!r}")
         if name in self._entries:
             other = self._entries[name].plugin
-            raise UsageError(f"{self.kind} '{name}' is registered twice: by plugin '{other}' and by plugin '{plugin}'")
+            raise UsageError(f"{self.kind} '{name}' is registered twice: by plugin '{other}' and by plugin '{plugin}' "
+                             "(rename one, or leave one plugin out)")
         self._entries[name] = Entry(name, factory, plugin)
 
     def names(self) -> list[str]:
@@ -84,7 +99,29 @@ class Registry:
         missing = [n for n, p in allowed.items() if p.default is p.empty and n not in options]
         if missing:
             raise UsageError(f"{self.kind} '{name}' needs option '{key}.{missing[0]}'")
+        options = self._typed(entry, options, key)
         try:
             return entry.factory(**fixed, **options)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"{self.kind} '{name}' ({key}): {exc}") from exc
+
+    def _typed(self, entry: Entry, options: Mapping[str, Any], key: str) -> dict[str, Any]:
+        """``options`` checked against (and converted to) the factory's type hints, so ``patch: abc``
+        is a message naming the option, not a ``TypeError`` from deep inside the factory."""
+        hints = entry.hints()
+        typed = {}
+        for option, value in options.items():
+            typed[option] = value
+            if option not in hints:
+                continue
+            try:
+                adapter = TypeAdapter(hints[option], config=_LAX)
+            except Exception:  # a type pydantic cannot check (a module, a callable): left to the factory
+                continue
+            try:
+                typed[option] = adapter.validate_python(value)
+            except ValidationError as exc:
+                reason = exc.errors()[0]["msg"]
+                raise UsageError(f"bad value for '{key}.{option}' of {self.kind} '{entry.name}': {reason} "
+                                 f"(got {brief(value)})") from None
+        return typed

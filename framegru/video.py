@@ -70,6 +70,8 @@ def _fail(path: Path, exc: BaseException) -> DataError:
         return DataError(f"video not found: {path}")
     if isinstance(exc, IsADirectoryError):
         return DataError(f"video is a directory, not a file: {path}")
+    if isinstance(exc, EOFError):  # FFmpeg's end of file before a single frame: "End of file" says too little
+        return DataError(f"{path} has no video frames (empty or truncated)")
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return DataError(f"cannot decode video {path}: {reason}")
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .camera import LiveCapture, fit_image
-from .errors import UsageError
+from .errors import DataError, UsageError
 from .model import FrameModel
 from .predict import model_threads, open_model, to_image, to_tensor
 from .video import FITS, VideoWriter
@@ -251,6 +251,8 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     finally:
         capture.close()
         torch.set_num_threads(threads)
+    if stats.error and not stats.frames:  # nothing was shown or recorded: an error, not a summary
+        raise DataError(stats.error)
     ending = stats.error or stats.stopped
     wrote = f"; wrote {args.out}" if args.out and stats.frames else ""
     stderr.print(f"framegru webcam: {stats.frames} frames, {stats.fps:.1f} fps, median latency {stats.latency_ms:.0f} ms, "
