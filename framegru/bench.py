@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -121,10 +122,12 @@ def _roofline(s: EngineSizes, device: torch.device, train: bool) -> tuple[dict, 
     return runs, flops * (3 if train else 1)
 
 
-def _rate(samples: list[float], flops: float, roof: float) -> dict:
+def _rate(samples: timing.Samples, flops: float, roof: dict) -> dict:
+    """Timings with the achieved FLOP/s, and their fraction of the roofline's, by wall clock and by CPU time."""
     out = timing.summary(samples)
-    out["gflops"] = round(flops / out["median_s"] / 1e9, 2)
-    out["roofline_fraction"] = round(out["gflops"] * 1e9 / roof, 3)
+    for key, seconds, clock in (("", "median_s", "wall"), ("_cpu", "cpu_median_s", "cpu")):
+        out[f"gflops{key}"] = round(flops / out[seconds] / 1e9, 2)
+        out[f"roofline_fraction{key}"] = round(flops / out[seconds] / roof[clock], 3)
     return out
 
 
@@ -142,15 +145,18 @@ def bench_engine(s: EngineSizes, device: torch.device, repeats: int = 5, warmup:
         fns = {name: _runner(m, x, train, s, device) for name, m in models.items()}
         roof_runs, roof_flops = _roofline(s, device, train)
         times = timing.interleaved({**fns, **roof_runs}, device, repeats, warmup)
-        best = min(roof_runs, key=lambda n: timing.summary(times[n])["median_s"])
-        roof = roof_flops / timing.summary(times[best])["median_s"]
+        best = min(roof_runs, key=lambda n: statistics.median(times[n].wall))
+        roof = {"wall": roof_flops / statistics.median(times[best].wall),
+                "cpu": roof_flops / statistics.median(times[best].cpu)}
         result[mode] = {
             "engine": _rate(times["engine"], engine_flops[1 if train else 0], roof),
             "textbook": _rate(times["textbook"], book_flops[1 if train else 0], roof),
-            "speedup": timing.paired_ratio(times["textbook"], times["engine"]),
+            "speedup": timing.paired_ratio(times["textbook"].wall, times["engine"].wall),
+            "speedup_cpu": timing.paired_ratio(times["textbook"].cpu, times["engine"].cpu),
             "roofline": {"conv": f"{s.batch * s.time}x{s.hidden[0]}x{s.height}x{s.width} -> {3 * s.hidden[0]} ch, "
                                  f"{s.kernel}x{s.kernel}" + (", forward+backward" if train else ", forward"),
-                         "best_format": best.split(" ", 1)[1], "gflops": round(roof / 1e9, 2),
+                         "best_format": best.split(" ", 1)[1], "gflops": round(roof["wall"] / 1e9, 2),
+                         "gflops_cpu": round(roof["cpu"] / 1e9, 2),
                          **{n.split(" ", 1)[1]: timing.summary(times[n]) for n in roof_runs}},
         }
     result["memory"] = _engine_memory(s, device, x, models)
@@ -165,7 +171,8 @@ def _engine_memory(s: EngineSizes, device: torch.device, x: torch.Tensor, models
                            plan=models["engine"].plan).to(device)
     checkpointed.load_state_dict(models["engine"].state_dict())
     out: dict = {}
-    for name, model in (("textbook", models["textbook"]), ("engine", models["engine"]), ("engine checkpoint_time", checkpointed)):
+    contenders = {"textbook": models["textbook"], "engine": models["engine"], "engine checkpoint_time": checkpointed}
+    for name, model in contenders.items():
         step = _runner(model, x, True, s, device)
         step()  # gradients exist, as in training
         peak, method = timing.peak_bytes(step, device)
@@ -269,7 +276,11 @@ def bench_decode(path: Path, repeats: int = 3, threads: int = 0) -> dict:
     for name, samples in times.items():
         entry = timing.summary(samples)
         entry["fps"] = round(frames / entry["median_s"], 1)
+        if name.startswith("ffmpeg"):
+            del entry["cpu_median_s"]  # a child process: not in this process's CPU time
         result["decoders"][name] = entry
+    if any(name.startswith("ffmpeg") for name in times):
+        result["notes"]["ffmpeg cli"] = "includes starting the ffmpeg process"
     return result
 
 
@@ -339,16 +350,17 @@ def _print(result: dict) -> None:
                  f"load {m.get('load_average_1m')} -> {m.get('load_average_1m_end', '?')}; {m['date']}")
     table = Table(title_justify="left")
     if result["benchmark"] == "engine":
-        for col in ("mode", "impl", "median s", "best s", "GFLOP/s", "of roofline"):
+        for col in ("mode", "run", "wall s", "best s", "GFLOP/s", "roof", "CPU s", "roof (CPU)"):
             table.add_column(col)
         for mode in ("inference", "training"):
             r = result[mode]
             for impl in ("engine", "textbook"):
                 e = r[impl]
                 table.add_row(mode, impl, f"{e['median_s']:.3f}", f"{e['min_s']:.3f}", f"{e['gflops']:.1f}",
-                              f"{e['roofline_fraction']:.0%}")
-            table.add_row(mode, f"roofline ({r['roofline']['best_format']})", "", "", f"{r['roofline']['gflops']:.1f}", "100%")
-            table.add_row(mode, "engine speed-up", f"{r['speedup']:.2f}x", "", "", "")
+                              f"{e['roofline_fraction']:.0%}", f"{e['cpu_median_s']:.3f}", f"{e['roofline_fraction_cpu']:.0%}")
+            roof = r["roofline"]
+            table.add_row(mode, f"roofline {roof['best_format']}", "", "", f"{roof['gflops']:.1f}", "100%", "", "100%")
+            table.add_row(mode, "speed-up", f"{r['speedup']:.2f}x", "", "", "", f"{r['speedup_cpu']:.2f}x", "")
         stdout.print(table)
         mem = result["memory"]
         stdout.print(f"training peak memory: textbook {mem['textbook_mib']} MiB, engine {mem['engine_mib']} MiB, "
@@ -379,7 +391,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.which == "engine":
-        sizes = EngineSizes(args.batch, args.time, args.channels, args.size, args.size, args.hidden, args.kernel, args.dtype)
+        sizes = EngineSizes(args.batch, args.time, args.channels, args.size, args.size, args.hidden, args.kernel,
+                            args.dtype)
         if min(args.batch, args.time, args.channels, args.size, args.kernel, *args.hidden) < 1:
             raise UsageError("bench engine: sizes must be positive")
         if args.kernel % 2 == 0:
@@ -414,7 +427,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     g.add_argument("--dtype", choices=list(DTYPES), default="fp32", help="bf16/fp16 run under autocast")
     g.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     g.add_argument("--variants", action="store_true", help="also time every plan the engine could run")
-    g.add_argument("--compile", action="store_true", help="with --variants: include the torch.compile'd step (slow to compile)")
+    g.add_argument("--compile", action="store_true",
+                   help="with --variants: include the torch.compile'd step (slow to compile)")
     g = p.add_argument_group("decode")
     g.add_argument("--video", help=f"video file (default: {DEFAULT_VIDEO.name} from the shared data)")
     g.add_argument("--decode-threads", type=int, default=0, help="decoder threads (0: one per core)")

@@ -50,7 +50,8 @@ def _empty_frames(like: Tensor, channels: int, channels_last: bool) -> Tensor:
     """An uninitialised ``[T, B, channels, H, W]`` shaped like the sequence ``like``."""
     t, b, _, h, w = like.shape
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.empty((t * b, channels, h, w), dtype=like.dtype, device=like.device, memory_format=fmt).unflatten(0, (t, b))
+    frames = torch.empty((t * b, channels, h, w), dtype=like.dtype, device=like.device, memory_format=fmt)
+    return frames.unflatten(0, (t, b))
 
 
 Gates = tuple[Tensor, Tensor]
@@ -214,7 +215,10 @@ class FusedLayer(torch.autograd.Function):
         dx: dict[int, Tensor] = {}
         dh = None
         for a, b in _chunks(t, t if keep else chunk, not reverse):  # backwards in time
-            gates = (kept[0][a:b], kept[1][a:b]) if keep else _recompute(x, out, h0, a, b, reverse, w_in, b_in, w_zr, w_n, pad, per_conv)
+            if keep:
+                gates = (kept[0][a:b], kept[1][a:b])
+            else:
+                gates = _recompute(x, out, h0, a, b, reverse, w_in, b_in, w_zr, w_n, pad, per_conv)
             prevs = _prev_runs(out, h0, a, b, reverse)
             rhs = [(gates[0][rows, :, c:] * prev).flatten(0, 1) for rows, prev in prevs]  # before r is overwritten
             for i in _steps(a, b, not reverse):
@@ -231,11 +235,12 @@ class FusedLayer(torch.autograd.Function):
                     dw_in[channels] += gw
                 if need_b_in:
                     db_in[channels] += gb
+            weight_only = (False, True, False)
             for (rows, prev), rh in zip(prevs, rhs):
                 if need_w_zr:
-                    dw_zr += _conv_grads(gates[0][rows].flatten(0, 1), prev.flatten(0, 1), w_zr, None, pad, (False, True, False))[1]
+                    dw_zr += _conv_grads(gates[0][rows].flatten(0, 1), prev.flatten(0, 1), w_zr, None, pad, weight_only)[1]
                 if need_w_n:
-                    dw_n += _conv_grads(gates[1][rows].flatten(0, 1), rh, w_n, None, pad, (False, True, False))[1]
+                    dw_n += _conv_grads(gates[1][rows].flatten(0, 1), rh, w_n, None, pad, weight_only)[1]
         grad_x = None
         if need_x:
             grad_x = (dx[0] if len(dx) == 1 else torch.cat([dx[a] for a in sorted(dx)])).unflatten(0, (t, -1))

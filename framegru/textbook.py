@@ -24,8 +24,8 @@ class TextbookConvGRUCell(nn.Module):
             return nn.Conv2d(c_in, hidden_channels, kernel_size, padding=pad, bias=bias)
 
         self.hidden_channels = hidden_channels
-        self.conv_xz, self.conv_xr, self.conv_xn = conv(in_channels, True), conv(in_channels, True), conv(in_channels, True)
-        self.conv_hz, self.conv_hr, self.conv_hn = conv(hidden_channels, False), conv(hidden_channels, False), conv(hidden_channels, False)
+        self.conv_xz, self.conv_xr, self.conv_xn = (conv(in_channels, True) for _ in range(3))
+        self.conv_hz, self.conv_hr, self.conv_hn = (conv(hidden_channels, False) for _ in range(3))
 
     def forward(self, x: Tensor, h: Tensor) -> Tensor:
         z = torch.sigmoid(self.conv_xz(x) + self.conv_hz(h))
@@ -72,7 +72,8 @@ def textbook_from(model: ConvGRU) -> TextbookConvGRU:
         for conv, w in ((tb.conv_xz, wz), (tb.conv_xr, wr), (tb.conv_xn, wn), (tb.conv_hz, uz), (tb.conv_hr, ur),
                         (tb.conv_hn, cell.hidden_n.weight)):
             conv.weight.copy_(w)
-        biases = cell.input_conv.bias.chunk(3) if cell.input_conv.bias is not None else [torch.zeros(cell.hidden_channels)] * 3
+        bias = cell.input_conv.bias
+        biases = bias.chunk(3) if bias is not None else [torch.zeros(cell.hidden_channels)] * 3
         for conv, bias in zip((tb.conv_xz, tb.conv_xr, tb.conv_xn), biases):
             conv.bias.copy_(bias)
     return book.to(first.input_conv.weight.device, first.input_conv.weight.dtype)

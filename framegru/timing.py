@@ -15,6 +15,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
@@ -24,30 +25,46 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds of every run of every function: ``warmup`` untimed rounds, then ``repeats`` timed ones, each
-    round running all functions in an order rotated by one from the round before."""
+@dataclass
+class Samples:
+    """Seconds per run: ``wall`` clock, and ``cpu`` time this process used (all its threads).
+
+    On a shared machine, with one torch thread, CPU time is the steadier measure of the work: wall time
+    also counts the slices in which other processes had the core. With several threads it also counts
+    threads spinning at barriers, so there the wall clock is the one to read.
+    """
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
+def interleaved(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int,
+                warmup: int = 1) -> dict[str, Samples]:
+    """Every run of every function: ``warmup`` untimed rounds, then ``repeats`` timed ones, each round
+    running all functions in an order rotated by one from the round before."""
     names = list(fns)
     for _ in range(warmup):
         for name in names:
             fns[name]()
     sync(device)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times = {name: Samples() for name in names}
     for rep in range(repeats):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
             sync(device)
-            tic = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             fns[name]()
             sync(device)
-            times[name].append(time.perf_counter() - tic)
+            times[name].wall.append(time.perf_counter() - wall)
+            times[name].cpu.append(time.process_time() - cpu)
     return times
 
 
-def summary(samples: list[float]) -> dict[str, float]:
-    """Median and best of a list of seconds, and the samples themselves (rounded)."""
-    return {"median_s": round(statistics.median(samples), 5), "min_s": round(min(samples), 5),
-            "samples_s": [round(s, 4) for s in samples]}
+def summary(samples: Samples) -> dict[str, object]:
+    """Median and best wall seconds, the median CPU seconds, and the wall samples (rounded)."""
+    return {"median_s": round(statistics.median(samples.wall), 5), "min_s": round(min(samples.wall), 5),
+            "cpu_median_s": round(statistics.median(samples.cpu), 5),
+            "samples_s": [round(s, 4) for s in samples.wall]}
 
 
 def paired_ratio(slow: list[float], fast: list[float]) -> float:
