@@ -81,8 +81,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     events = RichEvents(stderr) if distributed.rank() == 0 else RunEvents()
     try:
         metrics = run_config(config, components, resume=args.resume, events=events)
-    finally:
-        distributed.shutdown()
+    except BaseException:
+        distributed.shutdown(clean=False)
+        raise
+    distributed.shutdown()
     if distributed.rank() == 0:
         stderr.print(f"[green]done[/green]: {format_metrics(metrics) if metrics else 'no evaluation'}; outputs in {config.run.dir}")
         if args.json:

@@ -2,7 +2,9 @@
 
 framegru has no launcher of its own: ``torchrun --nproc-per-node N -m framegru run CONFIG`` sets
 ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` and the runner picks them up here. ``train.batch_size`` is
-per process; the global batch is ``batch_size * WORLD_SIZE``.
+per process; the global batch is ``batch_size * WORLD_SIZE``, and N processes of batch B train as one
+process of batch N*B would (DDP averages the gradients of equal-sized per-rank batches), except for
+BatchNorm statistics, which stay per process.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
+
+from .errors import UsageError
 
 
 def is_distributed() -> bool:
@@ -32,21 +36,40 @@ def local_rank() -> int:
 
 
 def init(device_type: str) -> None:
-    """Join the process group torchrun describes (nccl on GPU, gloo on CPU); a no-op otherwise."""
+    """Join the process group torchrun describes (nccl on GPU, gloo on CPU); a no-op otherwise.
+
+    Call it before the first CUDA work, so each process makes its context on its own GPU only.
+    """
     if not is_distributed() or dist.is_initialized():
         return
     if device_type == "cuda":
+        if local_rank() >= torch.cuda.device_count():
+            raise UsageError(f"LOCAL_RANK {local_rank()} but this machine shows {torch.cuda.device_count()} GPUs: "
+                             "start at most that many processes per node (torchrun --nproc-per-node)")
         torch.cuda.set_device(local_rank())
     dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=timedelta(minutes=5))
 
 
-def shutdown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(clean: bool = True) -> None:
+    """Leave the process group.
+
+    After a clean run every rank first waits for the others (rank 0 may still be writing pictures):
+    a gloo rank that tears its connections down while a peer still uses them can abort at exit
+    (SIGABRT, about 1 run in 10 here). After an error there is no waiting: the other ranks may be
+    inside a different collective, and a mismatched barrier would hang instead of failing.
+    """
+    if not dist.is_initialized():
+        return
+    if clean:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
-    """The module to train: DDP around ``model`` under torchrun, ``model`` itself otherwise."""
+    """The module to train: DDP around ``model`` under torchrun, ``model`` itself otherwise.
+
+    DDP copies rank 0's weights to every rank here and averages gradients in ``backward()``.
+    """
     if not is_distributed():
         return model
     init(device.type)
@@ -54,14 +77,32 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
+def mean(value: Tensor) -> Tensor:
+    """The mean of a scalar over ranks, the same number on every rank (itself without torchrun).
+
+    A non-finite value on any rank makes the result non-finite everywhere, so a decision taken on it
+    (stop on a diverged loss) is taken by all ranks together and none is left waiting in a collective.
+    """
+    if not dist.is_initialized():
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value)
+    return value / dist.get_world_size()
+
+
 def reduce_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """Average metrics over ranks, weighted by each rank's count (``sequences`` or ``images``)."""
+    """Average metrics over ranks, weighted by each rank's count (``sequences`` or ``images``).
+
+    A rank that evaluated nothing (count 0) adds nothing; the count comes back as the total.
+    """
     if not dist.is_initialized():
         return metrics
     count_key = "sequences" if "sequences" in metrics else "images"
     keys = sorted(k for k in metrics if k != count_key)
     n = float(metrics.get(count_key, 1))
-    values = torch.tensor([metrics[k] * n for k in keys] + [n], dtype=torch.float64)
+    # float64 on the CPU for gloo; nccl only reduces tensors on the process's GPU.
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    values = torch.tensor([metrics[k] * n for k in keys] + [n], dtype=torch.float64, device=device)
     dist.all_reduce(values)
     total = values[-1].item()
     out = {k: values[i].item() / max(total, 1.0) for i, k in enumerate(keys)}

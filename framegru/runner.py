@@ -94,14 +94,25 @@ def _loader(dataset: Dataset, config: Config, batches) -> DataLoader:
     )
 
 
-def eval_batches(dataset: Dataset, config: Config, limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
-    n = len(dataset)
-    size = config.train.batch_size
-    rank, world = distributed.rank(), distributed.world_size()
-    chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+def eval_order(n: int, batch_size: int, limit: int | None = None, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """This rank's evaluation batches: the first ``limit`` global batches of ``batch_size * world`` items
+    in order, each split over ranks as :func:`batch_order` splits a training batch.
+
+    ``limit`` counts global batches, so ``train.eval_batches`` scores the same items however many
+    processes run; a short last batch leaves later ranks with less or nothing (the metric reduction
+    weighs each rank by its count).
+    """
+    global_batch = batch_size * world
+    starts = range(0, n, global_batch)
     if limit is not None:
-        chunks = chunks[:limit]
-    return iter(_loader(dataset, config, chunks[rank::world]))
+        starts = starts[:limit]
+    chunks = [list(range(i + rank * batch_size, min(i + (rank + 1) * batch_size, n))) for i in starts]
+    return [chunk for chunk in chunks if chunk]
+
+
+def eval_batches(dataset: Dataset, config: Config, limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    order = eval_order(len(dataset), config.train.batch_size, limit, distributed.rank(), distributed.world_size())
+    return iter(_loader(dataset, config, order))
 
 
 def _optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
@@ -160,6 +171,9 @@ class Runner:
         self.components.readers.get(self.config.data.reader.name)
         self.components.backbones.get(spec.backbone.name)
         self.components.heads.get(spec.head.name)
+        distributed.init(self.device.type)  # before any CUDA work: each rank's context on its own GPU
+        # The same seed on every rank: the same initial weights, and the same random stream, which is why
+        # rank 0's RNG state in ``last`` resumes every rank exactly.
         torch.manual_seed(self.config.seed)
         self.train_set = build_reader(self.config, self.components, "train")
         self.val_set = build_reader(self.config, self.components, "val")
@@ -185,6 +199,9 @@ class Runner:
         return path
 
     def _resume(self) -> int:
+        # Every rank reads ``last`` (run.dir must be on a file system all nodes share). Rank 0 cannot
+        # overwrite it before the others have read it: its next save follows a backward() whose gradient
+        # all-reduce waits for every rank, and saves are atomic renames anyway.
         path = self.dir / "last.safetensors"
         if not path.exists():
             raise UsageError(f"--resume: no checkpoint to resume from at {path}")
@@ -208,6 +225,7 @@ class Runner:
         return False
 
     def evaluate(self, limit: int | None = None) -> dict[str, float]:
+        # The bare model, not DDP: ranks get unequal eval batches, and DDP's forward would sync buffers.
         result = evaluate(self.model, eval_batches(self.val_set, self.config, limit), self.device, self.autocast)
         return distributed.reduce_metrics(result)
 
@@ -240,8 +258,11 @@ class Runner:
             with self.autocast():
                 loss = training_loss(self.train_model, self.model.task, batch,
                                      teacher=self._teacher(step), label_smoothing=train.label_smoothing)
-            if not torch.isfinite(loss):
-                raise DataError(f"loss is {loss.item()} at step {step + 1}: training diverged; "
+            # The global batch's loss, identical on every rank: all ranks stop together on a non-finite
+            # one, where a rank stopping alone would leave the others waiting in backward()'s all-reduce.
+            global_loss = distributed.mean(loss).item()
+            if not math.isfinite(global_loss):
+                raise DataError(f"loss is {global_loss} at step {step + 1}: training diverged; "
                                 f"the last good checkpoint is kept in {self.dir} (try a lower train.lr)")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -249,9 +270,9 @@ class Runner:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
             self.optimizer.step()
             done = step + 1
-            self.events.step(done, loss.item(), lr, batch_size=train.batch_size * distributed.world_size())
+            self.events.step(done, global_loss, lr, batch_size=train.batch_size * distributed.world_size())
             if done % train.eval_every == 0 or done == train.max_steps:
-                last_metrics = {"step": done, "loss": loss.item(), **self.evaluate(train.eval_batches),
+                last_metrics = {"step": done, "loss": global_loss, **self.evaluate(train.eval_batches),
                                 "seconds": round(time.perf_counter() - tic, 2)}
                 improved = self._better(last_metrics)
                 if self.is_main:
