@@ -24,6 +24,10 @@ def _pad(img: np.ndarray, px: int = 2, value: int = 255) -> np.ndarray:
     return np.pad(img, ((px, px), (px, px), (0, 0)), constant_values=value)
 
 
+def _pad_right(img: np.ndarray, width: int) -> np.ndarray:
+    return np.pad(img, ((0, 0), (0, width - img.shape[1]), (0, 0)), constant_values=255)
+
+
 @torch.no_grad()
 def write_pictures(model: FrameModel, dataset: Dataset, out_dir: Path, count: int, device: torch.device) -> list[Path]:
     """Write ``predictions.png`` (one row of context, truth and prediction per sequence) and
@@ -41,10 +45,11 @@ def write_pictures(model: FrameModel, dataset: Dataset, out_dir: Path, count: in
         row_ctx = np.concatenate(tiles, axis=1)
         row_true = np.concatenate([_pad(f) for f in tru[i]], axis=1)
         row_pred = np.concatenate([_pad(f) for f in prd[i]], axis=1)
-        rows.append(np.concatenate([row_ctx, row_true, row_pred], axis=0))
+        width = max(r.shape[1] for r in (row_ctx, row_true, row_pred))  # context and future may differ in length
+        rows.append(np.concatenate([_pad_right(r, width) for r in (row_ctx, row_true, row_pred)], axis=0))
         rows.append(np.full((8, rows[-1].shape[1], 3), 255, np.uint8))
     width = max(r.shape[1] for r in rows)
-    strip = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
+    strip = np.concatenate([_pad_right(r, width) for r in rows])
     out_dir.mkdir(parents=True, exist_ok=True)
     png = out_dir / "predictions.png"
     Image.fromarray(strip).save(png)
