@@ -45,6 +45,11 @@ def components_for(args: argparse.Namespace, config_plugins: list[str] | None = 
     return host.components()
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: a plugin's or a library's text may hold line breaks."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def print_json(obj: Any) -> None:
     print(json.dumps(obj), flush=True)
 
@@ -146,7 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # argparse stops collecting a subcommand's `key.sub=value` overrides at the first flag after them:
+        # `framegru run c.yaml --resume train.max_steps=2000` must work as well.
+        overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+        if overrides and isinstance(getattr(args, "overrides", None), list):
+            args.overrides += overrides
+            extra = [a for a in extra if a not in overrides]
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if not getattr(args, "handler", None):
             parser.print_help()
             return 2
@@ -154,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     except FramegruError as exc:
         if debug:
             traceback.print_exc()
-        print(f"framegru: error: {exc}", file=sys.stderr)
+        print(f"framegru: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("framegru: interrupted", file=sys.stderr)

@@ -17,12 +17,13 @@ from typing import Any
 
 import torch
 import yaml
+from safetensors import SafetensorError
 from torch.utils.data import DataLoader, Dataset
 
 from . import checkpoint, distributed
 from .config import Config
 from .data import DataInfo
-from .errors import DataError, FramegruError, UsageError
+from .errors import DataError, UsageError
 from .events import RunEvents
 from .model import FrameModel, build_model
 from .plugin_manager import Components
@@ -191,11 +192,16 @@ class Runner:
     # -- checkpoints --------------------------------------------------------------------------
     def _save(self, name: str, step: int, metrics: dict[str, Any] | None, with_state: bool) -> Path:
         path = self.dir / f"{name}.safetensors"
-        checkpoint.save(
-            path, self.model.state_dict(), config=self.config.to_dict(), info=self.info.to_dict(), step=step,
-            train_state=_train_state(self.optimizer) if with_state else None,
-            extra={"metrics": metrics or {}, "best": self.best},
-        )
+        try:
+            checkpoint.save(
+                path, self.model.state_dict(), config=self.config.to_dict(), info=self.info.to_dict(), step=step,
+                train_state=_train_state(self.optimizer) if with_state else None,
+                extra={"metrics": metrics or {}, "best": self.best},
+            )
+        except (OSError, SafetensorError) as exc:  # a full disk: safetensors reports it as its own error
+            reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+            kept = "the previous one is kept" if path.exists() else "none was written"
+            raise DataError(f"cannot write checkpoint {path} at step {step}: {reason}; {kept}") from exc
         return path
 
     def _resume(self) -> int:
@@ -215,7 +221,23 @@ class Runner:
         self.best = ckpt.extra.get("best")
         return ckpt.step
 
+    def _forget_metrics_after(self, step: int) -> None:
+        """Drop the evaluations logged after ``step``: a run killed after them resumes before them and
+        logs them again, and ``metrics.jsonl`` should hold each step once."""
+        path = self.dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+        if len(kept) < len(lines):
+            path.write_text("".join(line + "\n" for line in kept))
+
     # -- the loop -----------------------------------------------------------------------------
+    def _diverged(self, what: str) -> DataError:
+        kept = (f"the last good checkpoint is kept in {self.dir}" if (self.dir / "last.safetensors").exists()
+                else "no checkpoint was written")
+        return DataError(f"{what}: training diverged; {kept} (try a lower train.lr)")
+
     def _better(self, metrics: dict[str, float]) -> bool:
         key, lower = ("mse", True) if self.model.task == "predict" else ("accuracy", False)
         value = metrics[key]
@@ -235,17 +257,31 @@ class Runner:
 
     def run(self, resume: bool = False) -> dict[str, Any]:
         self.best: float | None = None
+        if self.dir.exists() and not self.dir.is_dir():
+            raise UsageError(f"run.dir {self.dir} is a file, not a folder: set run.dir to a folder")
         self._build()
         start = self._resume() if resume else 0
         if self.is_main:
             self.dir.mkdir(parents=True, exist_ok=True)
+            if resume:
+                self._forget_metrics_after(start)
             (self.dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        self.events.start(self, start)
+        try:
+            last_metrics = self._train(start)
+        finally:  # an error or Ctrl-C must not leave a live progress bar over the message (or the cursor hidden)
+            self.events.finish()
+        if self.is_main and self.config.run.pictures and self.model.task == "predict":
+            from .pictures import write_pictures
+            write_pictures(self.model, self.val_set, self.dir, self.config.run.pictures, self.device)
+        return last_metrics
+
+    def _train(self, start: int) -> dict[str, Any]:
         train = self.config.train
         every_ckpt = train.checkpoint_every or train.eval_every
         order = batch_order(len(self.train_set), train.batch_size, self.config.seed, start,
                             distributed.rank(), distributed.world_size())
         batches = iter(_loader(self.train_set, self.config, order))
-        self.events.start(self, start)
         last_metrics: dict[str, Any] = {}
         self.model.train()
         step = start
@@ -262,8 +298,7 @@ class Runner:
             # one, where a rank stopping alone would leave the others waiting in backward()'s all-reduce.
             global_loss = distributed.mean(loss).item()
             if not math.isfinite(global_loss):
-                raise DataError(f"loss is {global_loss} at step {step + 1}: training diverged; "
-                                f"the last good checkpoint is kept in {self.dir} (try a lower train.lr)")
+                raise self._diverged(f"loss is {global_loss} at step {step + 1}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if train.grad_clip:
@@ -271,7 +306,13 @@ class Runner:
             self.optimizer.step()
             done = step + 1
             self.events.step(done, global_loss, lr, batch_size=train.batch_size * distributed.world_size())
-            if done % train.eval_every == 0 or done == train.max_steps:
+            evaluating = done % train.eval_every == 0 or done == train.max_steps
+            saving = done % every_ckpt == 0 or done == train.max_steps
+            # A finite loss can still come with an update that made the weights inf or NaN: never save those
+            # over the last good checkpoint. Checked only when saving or evaluating (it costs a sync).
+            if (evaluating or saving) and not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+                raise self._diverged(f"the weights are not finite after step {done}")
+            if evaluating:
                 last_metrics = {"step": done, "loss": global_loss, **self.evaluate(train.eval_batches),
                                 "seconds": round(time.perf_counter() - tic, 2)}
                 improved = self._better(last_metrics)
@@ -281,14 +322,10 @@ class Runner:
                     if improved:
                         self._save("best", done, last_metrics, with_state=False)
                     self.events.evaluated(done, last_metrics)
-            if self.is_main and (done % every_ckpt == 0 or done == train.max_steps):
+            if self.is_main and saving:
                 self._save("last", done, last_metrics, with_state=True)
         if start >= train.max_steps and self.is_main:
             self.events.note(f"already at step {start} of {train.max_steps}: nothing to train")
-        self.events.finish()
-        if self.is_main and self.config.run.pictures and self.model.task == "predict":
-            from .pictures import write_pictures
-            write_pictures(self.model, self.val_set, self.dir, self.config.run.pictures, self.device)
         return last_metrics
 
 
@@ -296,7 +333,6 @@ def run_config(config: Config, components: Components, *, resume: bool = False, 
     """Train ``config`` end to end; returns the last evaluation's metrics."""
     try:
         return Runner(config, components, events).run(resume=resume)
-    except FileNotFoundError as exc:
-        raise DataError(str(exc)) from exc
-    except FramegruError:
-        raise
+    except OSError as exc:  # a missing file, a full disk, a read-only run.dir
+        where = f" {exc.filename}" if exc.filename else ""
+        raise DataError(f"cannot access{where}: {exc.strerror or exc}") from exc

@@ -1,0 +1,268 @@
+"""Bad input at the command line: a corpus of broken configs, plugins, checkpoints, videos and images,
+made here. Every case must end in one line on stderr starting with ``framegru: error:``, the right
+exit status (2 usage, 1 data), no traceback, no hang; and no pickle's payload may ever run.
+
+Each case is a process of its own running ``python -m framegru``'s code (see forked_cli.py: one
+import of torch for the whole corpus, a fork per case); a few run as real ``python -m framegru``
+processes to show the entry point behaves the same.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from drift_plugin import drift_config
+from forked_cli import run_many, run_real
+from still_data import write_image_tree
+from video_data import ramp_video, tiny_checkpoint
+
+from framegru.video import VideoWriter
+
+MARKER = "PAYLOAD_RAN"  # what a pickle's payload creates, should anything ever unpickle it
+
+
+class Payload:
+    """Unpickling this calls ``open(MARKER, "w")``: the file appears if framegru ever unpickles."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def write_yaml(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def plugin_config(folder: Path, name: str, source: str) -> Path:
+    """``folder/<name>.py`` holding ``source``, and ``folder/<name>.yaml`` that loads it."""
+    (folder / f"{name}.py").write_text(source)
+    config = drift_config(folder / "runs" / name)
+    config["plugins"].append(f"{name}.py")
+    return write_yaml(folder / f"{name}.yaml", config)
+
+
+REGISTER = "from framegru import hookimpl\n\n@hookimpl\ndef framegru_register_readers(register):\n    {body}\n"
+# Nine lines of YAML whose last alias stands for 10**9 items: printing it in a message would never end.
+ALIAS_BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n" for i in range(1, 9))
+
+
+def zero_frame_mp4(path: Path) -> Path:
+    """An MP4 whose header holds a video stream but no frame at all (fragments cut off)."""
+    with VideoWriter(path, fps=10, pixel_format="gray8", fragmented=True) as writer:
+        for level in range(0, 200, 20):
+            writer.write(np.full((16, 16, 1), level, np.uint8))
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"moof") - 4])
+    return path
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of ``width x height`` black pixels: tens of KB that decode to hundreds of MB."""
+    import struct
+    import zlib
+
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (1 + (width + 7) // 8)
+    body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def make_corpus(root: Path) -> None:
+    """Every file the cases below name, in ``root`` (their working folder)."""
+    rng = random.Random(0)
+    good = drift_config(root / "runs" / "good")
+    write_yaml(root / "good.yaml", good)
+    write_image_tree(root / "tree", per_class=2)
+    # -- configs
+    (root / "folder.yaml").mkdir()
+    (root / "bad.yaml").write_text("data: {reader: drift\nmodel: [\n")
+    (root / "latin1.yaml").write_bytes("model: café\n".encode("latin-1"))
+    (root / "list.yaml").write_text("- data\n- model\n")
+    write_yaml(root / "unknown_key.yaml", {**good, "colour": "red"})
+    write_yaml(root / "wrong_type.yaml", {**good, "train": {**good["train"], "max_steps": "lots"}})
+    write_yaml(root / "unknown_component.yaml", {**good, "model": {**good["model"], "backbone": "resnt"}})
+    (root / "bomb.yaml").write_text(ALIAS_BOMB + yaml.safe_dump(good) + "seed: *a8\n")
+    (root / "deep.yaml").write_text("seed: " + "[" * 3000 + "]" * 3000 + "\n")
+    still = {"data": {"reader": {"name": "image_folder", "path": "tree"}, "root": str(root)},
+             "model": {"backbone": "identity", "head": "classify"}, "train": {"device": "cpu"},
+             "run": {"dir": str(root / "runs" / "still")}}
+    write_yaml(root / "still.yaml", still)
+    (root / "a_file").write_text("not a folder\n")
+    # -- plugins
+    plugin_config(root, "import_fails", "import framegru_no_such_module_xyz\n")
+    plugin_config(root, "duplicate", REGISTER.format(body='register("moving_mnist", dict)'))
+    plugin_config(root, "register_raises", REGISTER.format(body='raise RuntimeError("boom")'))
+    plugin_config(root, "exits", "import sys\nsys.exit(3)\n")
+    # -- checkpoints
+    tiny_checkpoint(root / "predict.safetensors", size=(16, 16))
+    tiny_checkpoint(root / "still.safetensors", task="classify", still=True, size=(16, 16), channels=3)
+    real = (root / "predict.safetensors").read_bytes()
+    marker = root / MARKER
+    (root / "pickle.safetensors").write_bytes(pickle.dumps(Payload(marker), protocol=2))
+    (root / "pickle0.ckpt").write_bytes(pickle.dumps(Payload(marker), protocol=0))
+    torch.save({"state_dict": Payload(marker)}, root / "torch_save.pt")
+    (root / "truncated.safetensors").write_bytes(real[: len(real) // 2])
+    (root / "empty.safetensors").write_bytes(b"")
+    (root / "random.safetensors").write_bytes(rng.randbytes(4096))
+    # -- videos
+    clip = ramp_video(root / "clip.mp4", frames=12, size=16)
+    (root / "random.mp4").write_bytes(rng.randbytes(5000))
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "head_only.mp4").write_bytes(clip.read_bytes()[:100])
+    zero_frame_mp4(root / "zero_frames.mp4")
+    # -- images
+    picture = (np.arange(32 * 32 * 3).reshape(32, 32, 3) % 251).astype(np.uint8)
+    png = cv2.imencode(".png", picture)[1].tobytes()
+    jpeg = cv2.imencode(".jpg", picture)[1].tobytes()
+    (root / "truncated.png").write_bytes(png[: len(png) // 2])
+    (root / "truncated.jpg").write_bytes(jpeg[:120])
+    (root / "random.png").write_bytes(rng.randbytes(3000))
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "text.png").write_text("not an image\n")
+    (root / "bomb.png").write_bytes(png_bomb(14000, 14000))
+
+
+PICKLE = "is a pickle / torch.save file; framegru never unpickles files"
+BAD_CHECKPOINTS = {
+    "pickle": ("pickle.safetensors", PICKLE),
+    "pickle-protocol-0": ("pickle0.ckpt", PICKLE),
+    "torch-save": ("torch_save.pt", PICKLE),
+    "truncated": ("truncated.safetensors", "is not a valid safetensors checkpoint"),
+    "empty": ("empty.safetensors", "is not a checkpoint (0 bytes)"),
+    "random": ("random.safetensors", "is not a valid safetensors checkpoint (corrupt or truncated header)"),
+}
+CHECKPOINT_COMMANDS = {
+    "eval": (["eval", "good.yaml"], ["pickle", "torch-save", "truncated", "empty", "random"]),
+    "predict": (["predict", "clip.mp4", "--out", "out.mp4"], ["pickle", "pickle-protocol-0", "truncated", "empty", "random"]),
+    "classify-still": (["classify-still", "truncated.png"], ["pickle", "truncated", "empty", "random"]),
+    "webcam": (["webcam", "--source", "clip.mp4", "--no-window", "--out", "cam.mp4"], ["pickle", "truncated", "empty", "random"]),
+}
+
+# id -> (argv, exit status, a piece of the message)
+CASES: dict[str, tuple[list[str], int, str]] = {
+    "run/missing-config": (["run", "nope.yaml"], 2, "config not found: nope.yaml"),
+    "run/config-is-a-folder": (["run", "folder.yaml"], 2, "config is a directory"),
+    "run/bad-yaml": (["run", "bad.yaml"], 2, "bad.yaml: line 2 invalid YAML"),
+    "run/not-utf8": (["run", "latin1.yaml"], 2, "cannot read config latin1.yaml"),
+    "run/not-a-mapping": (["run", "list.yaml"], 2, "a config must be a YAML mapping, got list"),
+    "run/unknown-key": (["run", "unknown_key.yaml"], 2, "unknown key 'colour'"),
+    "run/wrong-type": (["run", "wrong_type.yaml"], 2, "bad value for 'train.max_steps'"),
+    "run/wrong-type-override": (["run", "good.yaml", "train.lr=fast"], 2, "bad value for 'train.lr'"),
+    "run/bad-override": (["run", "good.yaml", "train.max_steps"], 2, "bad override 'train.max_steps'"),
+    "run/unknown-component": (["run", "unknown_component.yaml"], 2, "unknown backbone 'resnt' — did you mean 'resnet'?"),
+    "run/yaml-alias-bomb": (["run", "bomb.yaml"], 2, "bad value for 'seed'"),
+    "run/yaml-too-deep": (["run", "deep.yaml"], 2, "nested too deeply"),
+    "run/option-of-wrong-type": (["run", "good.yaml", "model.backbone.patch=abc"], 2,
+                                 "bad value for 'model.backbone.patch' of backbone 'identity'"),
+    "run/option-that-does-not-fit": (["run", "good.yaml", "model.backbone.patch=3"], 2,
+                                     "cannot run on 1x8x8 (CxHxW) frames: frame size (8, 8) is not a multiple of patch 3"),
+    "run/plugin-fails-to-import": (["run", "import_fails.yaml"], 2, "import_fails.py' failed to import: ModuleNotFoundError"),
+    "run/duplicate-plugin-name": (["run", "duplicate.yaml"], 2, "reader 'moving_mnist' is registered twice"),
+    "run/plugin-raises-in-register": (["run", "register_raises.yaml"], 2, "failed while registering readers: RuntimeError: boom"),
+    "run/plugin-exits": (["run", "exits.yaml"], 2, "exits.py' failed to import: SystemExit: 3"),
+    "run/missing-plugin-option": (["run", "good.yaml", "--plugin", "framegru_no_such_plugin"], 2,
+                                  "plugin 'framegru_no_such_plugin' not found"),
+    "run/run-dir-is-a-file": (["run", "good.yaml", "run.dir=a_file"], 2, "run.dir a_file is a file, not a folder"),
+    "run/data-root-missing": (["run", "still.yaml", "data.root=/nonexistent/framegru"], 1,
+                              "image folder not found: /nonexistent/framegru/tree"),
+    "run/resume-without-checkpoint": (["run", "good.yaml", "--resume", "run.dir=runs/never"], 2, "no checkpoint to resume"),
+    "predict/random-bytes-video": (["predict", "random.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4"], 1,
+                                   "cannot decode video random.mp4"),
+    "predict/empty-video": (["predict", "empty.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4"], 1,
+                            "cannot decode video empty.mp4"),
+    "predict/truncated-video": (["predict", "head_only.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4"], 1,
+                                "cannot decode video head_only.mp4"),
+    "predict/zero-frame-video": (["predict", "zero_frames.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4"], 1,
+                                 "zero_frames.mp4 has no video frames"),
+    "predict/missing-video": (["predict", "nope.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4"], 1,
+                              "video not found: nope.mp4"),
+    "predict/classifier-checkpoint": (["predict", "clip.mp4", "--checkpoint", "still.safetensors", "--out", "o.mp4"], 2,
+                                      "is a 'classify' model"),
+    "webcam/missing-camera": (["webcam", "--source", "9", "--no-window", "--out", "x.mp4"], 2, "camera 9 cannot be opened"),
+    "webcam/zero-frame-video": (["webcam", "--source", "zero_frames.mp4", "--no-window", "--out", "w.mp4",
+                                 "--checkpoint", "predict.safetensors"], 1, "zero_frames.mp4 has no video frames"),
+    "webcam/missing-file": (["webcam", "--source", "nope.mp4", "--no-window", "--out", "w.mp4"], 2,
+                            "--source nope.mp4: no such file"),
+    "eval/missing-checkpoint": (["eval", "good.yaml", "--checkpoint", "nope.safetensors"], 1, "checkpoint not found"),
+    "eval/checkpoint-is-a-folder": (["eval", "good.yaml", "--checkpoint", "tree"], 1, "checkpoint is a directory"),
+}
+for command, (argv, kinds) in CHECKPOINT_COMMANDS.items():
+    for kind in kinds:
+        name, needle = BAD_CHECKPOINTS[kind]
+        CASES[f"{command}/{kind}-checkpoint"] = ([*argv, "--checkpoint", name], 1, f"{name} {needle}")
+for name, needle in [("truncated.png", "cannot decode image"), ("truncated.jpg", "cannot decode image"),
+                     ("random.png", "cannot decode image"), ("empty.jpg", "cannot decode image"),
+                     ("text.png", "cannot decode image"), ("nope.png", "image not found"),
+                     ("bomb.png", "more than 178,956,970 pixels")]:
+    CASES[f"classify-still/{name}"] = (["classify-still", name, "--checkpoint", "still.safetensors"], 1, f"{needle}")
+
+# The same code through the real entry point: every command that takes --checkpoint, and the camera.
+REAL = ["eval/pickle-checkpoint", "predict/pickle-checkpoint", "classify-still/pickle-checkpoint",
+        "webcam/pickle-checkpoint", "webcam/missing-camera"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bad_inputs")
+    make_corpus(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def outcomes(corpus):
+    """Every case run once, a few at a time; a case that runs past 60 s counts as a hang."""
+    ids = list(CASES)
+    return dict(zip(ids, run_many([CASES[i][0] for i in ids], cwd=corpus, timeout=60)))
+
+
+def assert_one_line_error(outcome, code: int, needle: str) -> None:
+    assert not outcome.timed_out, f"hung: {outcome.argv}"
+    assert "Traceback" not in outcome.stderr, outcome.stderr
+    assert outcome.returncode == code, outcome.stderr
+    lines = outcome.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("framegru: error: "), outcome.stderr
+    assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_and_an_exit_status(outcomes, case):
+    _, code, needle = CASES[case]
+    assert_one_line_error(outcomes[case], code, needle)
+
+
+def test_the_real_entry_point_says_the_same(corpus, outcomes):
+    with ThreadPoolExecutor(2) as pool:
+        results = dict(zip(REAL, pool.map(lambda case: run_real(CASES[case][0], cwd=corpus, timeout=120), REAL)))
+    for case, outcome in results.items():
+        assert_one_line_error(outcome, *CASES[case][1:])
+        assert outcome.stderr == outcomes[case].stderr
+    assert not (corpus / MARKER).exists(), "a pickle was unpickled"
+
+
+def test_no_payload_ever_ran(corpus, outcomes):
+    assert len(outcomes) == len(CASES)
+    assert not (corpus / MARKER).exists(), "a pickle was unpickled"
+    # The payload is live: unpickling the corpus file does create the marker (here, on purpose).
+    with open(corpus / "pickle.safetensors", "rb") as f:
+        pickle.load(f).close()  # noqa: S301
+    assert (corpus / MARKER).exists()
+    os.remove(corpus / MARKER)

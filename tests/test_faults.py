@@ -1,0 +1,160 @@
+"""Training survives faults: kill -9, Ctrl-C, a diverging loss, a full disk. Each is done to a real
+``python -m framegru run`` process, then the run is resumed or its checkpoint checked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors import SafetensorError
+
+from drift_plugin import drift_config
+
+from framegru import checkpoint
+from framegru.config import validate
+from framegru.errors import DataError
+from framegru.events import RunEvents
+from framegru.model import load_model
+from framegru.plugin_manager import load_components
+from framegru.runner import run_config
+
+STEPS = 40
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def start_run(config: Path, *extra: str) -> subprocess.Popen:
+    # SIGINT at its default, whatever the test runner's is: Python turns it into KeyboardInterrupt only then.
+    return subprocess.Popen([sys.executable, "-m", "framegru", "run", str(config), *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def signal_after_first_checkpoint(run: subprocess.Popen, last: Path, signum: int) -> tuple[int, str]:
+    """Wait for ``last`` to appear, send ``signum``; the exit status and stderr."""
+    deadline = time.monotonic() + 120
+    while not last.exists():
+        assert run.poll() is None, f"the run ended before its first checkpoint: {run.communicate()[1]}"
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.01)
+    run.send_signal(signum)
+    _, stderr = run.communicate(timeout=60)
+    return run.returncode, stderr
+
+
+def run_to_end(config: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "framegru", "run", str(config), *extra], capture_output=True,
+                          text=True, env={**os.environ, "COLUMNS": "200"}, timeout=300)
+
+
+def error_lines(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr, stderr
+    return [line for line in stderr.splitlines() if line.startswith("framegru: ")]
+
+
+def test_interrupt_kill_resume_and_divergence_through_the_cli(tmp_path):
+    run_dir = tmp_path / "run"
+    last = run_dir / "last.safetensors"
+    # 50 ms per item, 2 per step: ~0.1 s a step, so a signal sent at the first checkpoint lands mid-run.
+    config = drift_config(run_dir, max_steps=STEPS, checkpoint_every=1, eval_every=STEPS)
+    config["data"]["reader"] = {"name": "drift", "delay": 0.05}
+    path = write_config(tmp_path / "drift.yaml", config)
+
+    # Ctrl-C: exit 130, one line, the checkpoint intact.
+    code, stderr = signal_after_first_checkpoint(start_run(path), last, signal.SIGINT)
+    assert code == 130 and error_lines(stderr) == ["framegru: interrupted"], stderr
+    interrupted_at = checkpoint.load(last).step
+    assert 1 <= interrupted_at < STEPS
+
+    # kill -9 while resuming: whatever the moment, `last` is a whole checkpoint.
+    code, stderr = signal_after_first_checkpoint(start_run(path, "--resume"), last, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    killed_at = checkpoint.load(last).step
+    assert interrupted_at <= killed_at < STEPS
+
+    # Resume: starts from the last checkpoint (checkpoint_every=1: at most the step in flight is lost).
+    done = run_to_end(path, "--resume", "data.reader.delay=0")  # the reader's speed is no part of the model
+    assert done.returncode == 0, done.stderr
+    assert f"resuming from step {killed_at}" in done.stderr
+    final = checkpoint.load(last)
+    assert final.step == STEPS and final.train_state
+    model = load_model(last, load_components([str(Path(config["plugins"][0]))]))
+    assert model.task == "predict"
+
+    # A diverging resume stops with one line and status 1, and leaves the good checkpoint as it was
+    # (no checkpoint is due before the loss turns non-finite).
+    good = last.read_bytes()
+    diverged = run_to_end(path, "--resume", f"train.max_steps={STEPS + 10}", "train.lr=1e30", "train.grad_clip=0",
+                          "train.checkpoint_every=100")
+    assert diverged.returncode == 1, diverged.stderr
+    lines = error_lines(diverged.stderr)
+    assert len(lines) == 1 and lines[0].startswith("framegru: error: ") and "training diverged" in lines[0]
+    assert diverged.stderr.strip().splitlines()[-1] == lines[0]
+    assert last.read_bytes() == good
+
+
+class KillAt(RunEvents):
+    """Dies after ``step`` steps, as a killed process would (nothing after it runs)."""
+
+    def __init__(self, step: int):
+        self.at = step
+
+    def step(self, step, loss, lr, batch_size):
+        if step > self.at:
+            raise KeyboardInterrupt
+
+
+def test_resume_logs_each_evaluation_once(tmp_path):
+    config = validate(drift_config(tmp_path / "run", max_steps=10, eval_every=2, checkpoint_every=4), "drift")
+    components = load_components(config.plugins)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(config, components, events=KillAt(7))  # evaluated at 2, 4, 6; last checkpoint at 4
+    run_config(config, components, resume=True)
+    steps = [yaml.safe_load(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 8, 10]
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    config = validate(drift_config(tmp_path / "run", max_steps=6, checkpoint_every=2), "drift")
+    components = load_components(config.plugins)
+    real_save = checkpoint.save_file
+    saves = []
+
+    def fill_up(tensors, path, metadata=None):
+        saves.append(path)
+        if len(saves) > 1:  # what safetensors raises when the disk fills (its own error, not OSError)
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        real_save(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(checkpoint, "save_file", fill_up)
+    with pytest.raises(DataError, match=r"cannot write checkpoint .*last.safetensors at step 4: .*No space left "
+                                        r"on device.*; the previous one is kept"):
+        run_config(config, components)
+    assert checkpoint.load(tmp_path / "run" / "last.safetensors").step == 2
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
+def test_a_really_full_disk_through_the_cli(tmp_path):
+    """The same on a real 40 KB file system (tmpfs), where one checkpoint fits and two do not."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        path = write_config(tmp_path / "full.yaml", drift_config(small / "run", max_steps=4, checkpoint_every=1))
+        done = run_to_end(path)
+        assert done.returncode == 1, done.stderr
+        lines = error_lines(done.stderr)
+        assert len(lines) == 1 and "No space left on device" in lines[0] and "the previous one is kept" in lines[0]
+        assert checkpoint.load(small / "run" / "last.safetensors").step >= 1
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
