@@ -142,6 +142,7 @@ def run_webcam(model: FrameModel, capture: LiveCapture, *, window: bool, out: st
     stats = WebcamStats()
     writer: VideoWriter | None = None
     annotated = None
+    written = False
     rate = 0.0
     tic = first_at = None
     try:
@@ -199,9 +200,19 @@ def run_webcam(model: FrameModel, capture: LiveCapture, *, window: bool, out: st
             if window:
                 cv2.destroyAllWindows()
             if snapshot is not None and annotated is not None:
-                Path(snapshot).parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(snapshot), annotated)
+                written = _write_snapshot(Path(snapshot), annotated)
+    if snapshot is not None and annotated is not None and not written:
+        raise DataError(f"cannot write the snapshot {snapshot} (check the folder exists and is writable)")
     return stats
+
+
+def _write_snapshot(path: Path, image: np.ndarray) -> bool:
+    """Write ``image``; False when it cannot be (OpenCV's imwrite says so by its return value alone)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return bool(cv2.imwrite(str(path), image))
+    except (OSError, cv2.error):
+        return False
 
 
 class _StopOnSignal:
@@ -234,6 +245,8 @@ def cmd_webcam(args: argparse.Namespace) -> int:
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.snapshot is not None and not cv2.haveImageWriter(args.snapshot):
+        raise UsageError(f"--snapshot {args.snapshot}: not an image type OpenCV writes; use a .png or .jpg file")
     window = not args.no_window and display_available()
     if not window and args.out is None:
         raise UsageError("no display here (or --no-window) and no --out: pass --out FILE.mp4 to record the annotated stream")

@@ -200,6 +200,8 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "webcam/missing-camera": (["webcam", "--source", "9", "--no-window", "--out", "x.mp4"], 2, "camera 9 cannot be opened"),
     "webcam/zero-frame-video": (["webcam", "--source", "zero_frames.mp4", "--no-window", "--out", "w.mp4",
                                  "--checkpoint", "predict.safetensors"], 1, "zero_frames.mp4 has no video frames"),
+    "webcam/snapshot-type": (["webcam", "--source", "clip.mp4", "--no-window", "--out", "w.mp4", "--snapshot", "s.xyz",
+                              "--checkpoint", "predict.safetensors"], 2, "--snapshot s.xyz: not an image type"),
     "webcam/missing-file": (["webcam", "--source", "nope.mp4", "--no-window", "--out", "w.mp4"], 2,
                             "--source nope.mp4: no such file"),
     "eval/missing-checkpoint": (["eval", "good.yaml", "--checkpoint", "nope.safetensors"], 1, "checkpoint not found"),
@@ -266,3 +268,18 @@ def test_no_payload_ever_ran(corpus, outcomes):
         pickle.load(f).close()  # noqa: S301
     assert (corpus / MARKER).exists()
     os.remove(corpus / MARKER)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: nothing to refuse")
+@pytest.mark.parametrize("args", [["run", "{f}"], ["eval", "good.yaml", "--checkpoint", "{f}"],
+                                  ["classify-still", "{f}", "--checkpoint", "still.safetensors"]])
+def test_unreadable_files(corpus, tmp_path, capfd, monkeypatch, args):
+    from framegru.cli import main
+
+    locked = tmp_path / "locked"
+    locked.write_bytes((corpus / "good.yaml").read_bytes())
+    locked.chmod(0)
+    monkeypatch.chdir(corpus)
+    code = main([a.format(f=locked) for a in args])
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert code in (1, 2) and len(lines) == 1 and lines[0].startswith("framegru: error: ") and "ermission" in lines[0]
