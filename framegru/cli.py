@@ -45,9 +45,19 @@ def components_for(args: argparse.Namespace, config_plugins: list[str] | None = 
     return host.components()
 
 
+def unwrap_worker(message: str) -> str:
+    """The original message of an error re-raised from a DataLoader worker, whose message is the
+    worker's whole traceback (``Caught DataError in DataLoader worker process 0. Original Traceback
+    ... framegru.errors.DataError: <message>``)."""
+    if message.startswith("Caught ") and "\nOriginal Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return message
+
+
 def one_line(message: str) -> str:
     """``message`` on one line: a plugin's or a library's text may hold line breaks."""
-    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+    return " ".join(line.strip() for line in unwrap_worker(message).splitlines() if line.strip())
 
 
 def print_json(obj: Any) -> None:
@@ -177,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug of ours: still no traceback unless asked
         if debug:
             traceback.print_exc()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = (unwrap_worker(str(exc)).strip().splitlines() or [""])[0]
         print(f"framegru: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1
