@@ -29,13 +29,23 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 def load_classifier(args: argparse.Namespace, checkpoint_path: Path, device: torch.device) -> FrameModel:
-    """The still-image classifier in ``checkpoint_path``, with the plugins its config names loaded."""
+    """The still-image classifier in ``checkpoint_path``, built from the installed plugins and ``--plugin``.
+
+    The plugins named in the checkpoint's config are never imported from it: importing runs code, and a
+    checkpoint is only a file someone handed over. When the model needs one, the message names them.
+    """
     from . import checkpoint
     from .cli import components_for
     from .model import load_model
 
-    plugins = checkpoint.load(checkpoint_path).config.get("plugins") or []
-    model = load_model(checkpoint_path, components_for(args, plugins), device)
+    try:
+        model = load_model(checkpoint_path, components_for(args), device)
+    except UsageError as exc:
+        named = checkpoint.load(checkpoint_path).config.get("plugins") or []
+        if named:
+            raise UsageError(f"{exc}; {checkpoint_path} was trained with plugins {', '.join(map(str, named))}: "
+                             "if you trust them, pass them with --plugin") from exc
+        raise
     if model.task != "classify" or not model.info.still or not model.info.classes:
         kind = "next-frame" if model.task == "predict" else "video"
         raise UsageError(f"{checkpoint_path} is a {kind} model, not a still-image classifier; "

@@ -81,6 +81,7 @@ def _child(argv: list[str], cwd: str, out: str, err: str) -> None:
             os.dup2(target, fd)
             os.close(target)
         sys.argv = ["framegru", *argv]
+        sys.path[0] = os.getcwd()  # as `python -m` has it (here it was this script's folder)
         runpy.run_module("framegru", run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exc:  # what the interpreter makes of sys.exit(x)

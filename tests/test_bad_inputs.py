@@ -9,6 +9,7 @@ processes to show the entry point behaves the same.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
@@ -24,8 +25,9 @@ import yaml
 from drift_plugin import drift_config
 from forked_cli import run_many, run_real
 from still_data import write_image_tree
-from video_data import ramp_video, tiny_checkpoint
+from video_data import DIRECTIONS, ramp_video, tiny_checkpoint
 
+from framegru import checkpoint
 from framegru.video import VideoWriter
 
 MARKER = "PAYLOAD_RAN"  # what a pickle's payload creates, should anything ever unpickle it
@@ -120,6 +122,11 @@ def make_corpus(root: Path) -> None:
     # -- checkpoints
     tiny_checkpoint(root / "predict.safetensors", size=(16, 16))
     tiny_checkpoint(root / "still.safetensors", task="classify", still=True, size=(16, 16), channels=3)
+    # A classifier whose config names plugins that would create the marker if imported.
+    (root / "payload_plugin.py").write_text(f"open({str(root / MARKER)!r}, 'w').close()\n")
+    named = checkpoint.load(root / "still.safetensors")
+    named.config["plugins"] = ["payload_plugin", str(root / "payload_plugin.py")]
+    checkpoint.save(root / "names_plugins.safetensors", named.weights, config=named.config, info=named.info, step=0)
     real = (root / "predict.safetensors").read_bytes()
     marker = root / MARKER
     (root / "pickle.safetensors").write_bytes(pickle.dumps(Payload(marker), protocol=2))
@@ -138,6 +145,7 @@ def make_corpus(root: Path) -> None:
     picture = (np.arange(32 * 32 * 3).reshape(32, 32, 3) % 251).astype(np.uint8)
     png = cv2.imencode(".png", picture)[1].tobytes()
     jpeg = cv2.imencode(".jpg", picture)[1].tobytes()
+    (root / "good.png").write_bytes(png)
     (root / "truncated.png").write_bytes(png[: len(png) // 2])
     (root / "truncated.jpg").write_bytes(jpeg[:120])
     (root / "random.png").write_bytes(rng.randbytes(3000))
@@ -223,6 +231,10 @@ for name, needle in [("truncated.png", "cannot decode image"), ("truncated.jpg",
                      ("bomb.png", "more than 178,956,970 pixels")]:
     CASES[f"classify-still/{name}"] = (["classify-still", name, "--checkpoint", "still.safetensors"], 1, f"{needle}")
 
+# Cases that must succeed without running anything the input names.
+WORKS = {"classify-still/checkpoint-naming-plugins": ["classify-still", "good.png", "--json", "--checkpoint",
+                                                      "names_plugins.safetensors"]}
+
 # The same code through the real entry point: every command that takes --checkpoint, and the camera.
 REAL = ["eval/pickle-checkpoint", "predict/pickle-checkpoint", "classify-still/pickle-checkpoint",
         "webcam/pickle-checkpoint", "webcam/missing-camera"]
@@ -238,8 +250,8 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def outcomes(corpus):
     """Every case run once, a few at a time; a case that runs past 60 s counts as a hang."""
-    ids = list(CASES)
-    return dict(zip(ids, run_many([CASES[i][0] for i in ids], cwd=corpus, timeout=60)))
+    argvs = {**{case: argv for case, (argv, _, _) in CASES.items()}, **WORKS}
+    return dict(zip(argvs, run_many(list(argvs.values()), cwd=corpus, timeout=60)))
 
 
 # Cases that fail once training has started: the run's banner and progress come before the error.
@@ -273,8 +285,15 @@ def test_the_real_entry_point_says_the_same(corpus, outcomes):
     assert not (corpus / MARKER).exists(), "a pickle was unpickled"
 
 
+def test_plugins_named_in_a_checkpoint_are_not_imported(outcomes):
+    # The config inside a checkpoint is data: importing the plugins it names would run their code.
+    outcome = outcomes["classify-still/checkpoint-naming-plugins"]
+    assert outcome.returncode == 0 and outcome.stderr == "", outcome.stderr
+    assert json.loads(outcome.stdout)["label"] in DIRECTIONS
+
+
 def test_no_payload_ever_ran(corpus, outcomes):
-    assert len(outcomes) == len(CASES)
+    assert len(outcomes) == len(CASES) + len(WORKS)
     assert not (corpus / MARKER).exists(), "a pickle was unpickled"
     # The payload is live: unpickling the corpus file does create the marker (here, on purpose).
     with open(corpus / "pickle.safetensors", "rb") as f:
