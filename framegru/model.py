@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import Config
-from .data import DataInfo
+from .data import MAX_FRAME_PIXELS, DataInfo
 from .engine import ConvGRU, State, is_one_kernel, still_to_rows
 from .errors import UsageError
 from .plugin_manager import Components
@@ -113,6 +113,9 @@ def check_fit(model: FrameModel, name: str) -> None:
     frames (a patch that does not divide them, a degenerate layer) fails now, in one clear line,
     rather than steps into a run with a traceback from deep inside a forward pass."""
     info = model.info
+    if info.height * info.width > MAX_FRAME_PIXELS:  # the zeros below would be the first of many huge tensors
+        raise UsageError(f"{info.channels}x{info.height}x{info.width} (CxHxW) frames are larger than framegru takes "
+                         f"({MAX_FRAME_PIXELS:,} pixels): set a smaller frame size")
     video = torch.zeros(1, 2, info.channels, info.height, info.width)
     training = model.training
     model.eval()  # no dropout draws from the RNG, no batch-norm statistics updated

@@ -52,7 +52,9 @@ class LiveModel:
         self.state = None
         config = getattr(model, "config", None)
         frames = config.data.reader.options.get("frames") if config is not None else None
-        self.outputs: collections.deque = collections.deque(maxlen=int(frames or DEFAULT_WINDOW))
+        # The config comes from the checkpoint file: anything but a positive int falls back to the default.
+        window = frames if type(frames) is int and frames > 0 else DEFAULT_WINDOW
+        self.outputs: collections.deque = collections.deque(maxlen=window)
 
     @torch.inference_mode()
     def step(self, bgr: np.ndarray) -> np.ndarray:
