@@ -184,13 +184,25 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # a bug of ours: still no traceback unless asked
+    except Exception as exc:
         if debug:
             traceback.print_exc()
         first = (unwrap_worker(str(exc)).strip().splitlines() or [""])[0]
+        if _out_of_memory(exc):  # a config too big for the machine: the user's to change, not a bug
+            print(f"framegru: error: out of memory ({first}): use a smaller model, train.batch_size or frame size",
+                  file=sys.stderr)
+            return 1
+        # Otherwise a bug of ours: still no traceback unless asked.
         print(f"framegru: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """CPU or GPU memory exhausted: MemoryError, torch's OutOfMemoryError, or the CPU allocator's refusal."""
+    text = str(exc)
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text or "out of memory" in text.lower())
 
 
 if __name__ == "__main__":

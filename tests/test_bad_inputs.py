@@ -200,6 +200,8 @@ CASES: dict[str, tuple[list[str], int, str]] = {
                                   "plugin 'framegru_no_such_plugin' not found"),
     "run/absurd-frame-size": (["run", "still.yaml", "data.reader.size=[100000,100000]"], 2,
                                "3x100000x100000 (CxHxW) frames are larger than framegru takes"),
+    # 7 PB of weights: more than any address space, so refused at once even where memory is overcommitted.
+    "run/model-too-big-for-memory": (["run", "good.yaml", "model.engine.hidden=10000000"], 1, "out of memory ("),
     "run/run-dir-is-a-file": (["run", "good.yaml", "run.dir=a_file"], 2, "run.dir a_file is a file, not a folder"),
     "run/data-root-missing": (["run", "still.yaml", "data.root=/nonexistent/framegru"], 1,
                               "image folder not found: /nonexistent/framegru/tree"),
