@@ -265,6 +265,9 @@ def bench_decode(path: Path, repeats: int = 3, threads: int = 0) -> dict:
 
     if not path.is_file():
         raise DataError(f"video not found: {path} (pass --video PATH)")
+    from .video import probe
+
+    probe(path)  # a file FFmpeg cannot read is one DataError here, not an exception from a timed decoder
     threads = threads or os.cpu_count() or 1
     fns, notes = _decoders(path, threads)
     frames = fns["pyav (rgb24 arrays)"]()
@@ -388,6 +391,8 @@ def _print(result: dict) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .cli import print_json
 
+    if args.repeats < 1 or (args.threads is not None and args.threads < 1):
+        raise UsageError(f"--repeats and --threads must be at least 1, got {args.repeats} and {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.which == "engine":

@@ -226,6 +226,8 @@ CASES: dict[str, tuple[list[str], int, str]] = {
                               "--checkpoint", "predict.safetensors"], 2, "--snapshot s.xyz: not an image type"),
     "webcam/missing-file": (["webcam", "--source", "nope.mp4", "--no-window", "--out", "w.mp4"], 2,
                             "--source nope.mp4: no such file"),
+    "bench/undecodable-video": (["bench", "decode", "--video", "random.mp4"], 1, "cannot decode video random.mp4"),
+    "bench/no-repeats": (["bench", "engine", "--repeats", "0"], 2, "--repeats and --threads must be at least 1"),
     "eval/missing-checkpoint": (["eval", "good.yaml", "--checkpoint", "nope.safetensors"], 1, "checkpoint not found"),
     "eval/checkpoint-is-a-folder": (["eval", "good.yaml", "--checkpoint", "tree"], 1, "checkpoint is a directory"),
 }
