@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from .errors import UsageError, brief, did_you_mean
+from .errors import FramegruError, UsageError, brief, did_you_mean
 
 # YAML reads `source: 0` as an int; a factory that wants the string "0" should get it.
 _LAX = ConfigDict(coerce_numbers_to_str=True)
@@ -59,6 +59,11 @@ class Registry:
             raise UsageError(f"plugin '{plugin}' registers {self.kind} {name!r}: names must be identifiers")
         if not callable(factory):
             raise UsageError(f"plugin '{plugin}' registers {self.kind} '{name}' with a non-callable {factory!r}")
+        try:
+            inspect.signature(factory)  # its options are read from it
+        except (TypeError, ValueError):
+            raise UsageError(f"plugin '{plugin}' registers {self.kind} '{name}' with {factory!r}, whose keyword "
+                             "arguments cannot be read: register a function or class") from None
         if name in self._entries:
             other = self._entries[name].plugin
             raise UsageError(f"{self.kind} '{name}' is registered twice: by plugin '{other}' and by plugin '{plugin}' "
@@ -102,8 +107,13 @@ class Registry:
         options = self._typed(entry, options, key)
         try:
             return entry.factory(**fixed, **options)
+        except (FramegruError, OSError, MemoryError, RuntimeError):  # the user's line already; a file the
+            raise  # runner names; memory (or torch's out-of-memory RuntimeError) the CLI reports as such
         except (TypeError, ValueError) as exc:
             raise UsageError(f"{self.kind} '{name}' ({key}): {exc}") from exc
+        except Exception as exc:  # the plugin's own bug: name it rather than call it framegru's
+            raise UsageError(f"{self.kind} '{name}' of plugin '{entry.plugin}' failed ({key}): "
+                             f"{type(exc).__name__}: {exc}") from exc
 
     def _typed(self, entry: Entry, options: Mapping[str, Any], key: str) -> dict[str, Any]:
         """``options`` checked against (and converted to) the factory's type hints, so ``patch: abc``

@@ -116,9 +116,12 @@ def make_corpus(root: Path) -> None:
     (root / "a_file").write_text("not a folder\n")
     # -- plugins
     plugin_config(root, "import_fails", "import framegru_no_such_module_xyz\n")
-    plugin_config(root, "duplicate", REGISTER.format(body='register("moving_mnist", dict)'))
+    plugin_config(root, "duplicate", REGISTER.format(body='register("moving_mnist", lambda *, root, split: None)'))
     plugin_config(root, "register_raises", REGISTER.format(body='raise RuntimeError("boom")'))
     plugin_config(root, "exits", "import sys\nsys.exit(3)\n")
+    plugin_config(root, "builtin_factory", REGISTER.format(body='register("rawdict", dict)'))
+    plugin_config(root, "factory_raises", "def boom(*, root, split):\n    return {}['missing']\n\n"
+                  + REGISTER.format(body='register("boom", boom)'))
     # -- checkpoints
     tiny_checkpoint(root / "predict.safetensors", size=(16, 16))
     tiny_checkpoint(root / "still.safetensors", task="classify", still=True, size=(16, 16), channels=3)
@@ -196,6 +199,10 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "run/duplicate-plugin-name": (["run", "duplicate.yaml"], 2, "reader 'moving_mnist' is registered twice"),
     "run/plugin-raises-in-register": (["run", "register_raises.yaml"], 2, "failed while registering readers: RuntimeError: boom"),
     "run/plugin-exits": (["run", "exits.yaml"], 2, "exits.py' failed to import: SystemExit: 3"),
+    "run/plugin-registers-a-builtin": (["run", "builtin_factory.yaml"], 2,
+                                       "registers reader 'rawdict' with <class 'dict'>, whose keyword arguments"),
+    "run/plugin-factory-raises": (["run", "factory_raises.yaml", "data.reader=boom"], 2,
+                                  "factory_raises.py' failed (data.reader): KeyError: 'missing'"),
     "run/missing-plugin-option": (["run", "good.yaml", "--plugin", "framegru_no_such_plugin"], 2,
                                   "plugin 'framegru_no_such_plugin' not found"),
     "run/absurd-frame-size": (["run", "still.yaml", "data.reader.size=[100000,100000]"], 2,
