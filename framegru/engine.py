@@ -142,12 +142,14 @@ class Plan:
 
 
 # The fastest plan per device type, from `framegru bench engine --variants` (BENCHMARKS.md, "Engine").
-# CPU (2-core EPYC, 1 thread, B=8 T=10 C=64 32x32): batched input convolutions beat per-step ones by
-# 20-25% and the fused loop beats autograd by 15% in training; channels-last and NCHW tie, so NCHW,
-# which needs no layout conversions. CUDA is not measured yet: channels-last because cuDNN's bf16/fp16
-# kernels are NHWC; compile_step stays off until a measurement shows it winning.
+# CPU (2-core EPYC, 1 thread, B=8 T=10 C=64 32x32, CPU time): projecting the inputs step by step beats
+# one batched convolution over all B*T frames (oneDNN runs a batch-8 3x3 convolution at ~100 GFLOP/s,
+# a batch-80 one at ~75: its activations fall out of cache), 1.13x against 0.96x the textbook in
+# inference, a tie in training; channels-last and NCHW tie, so NCHW, which needs no conversions; the
+# compiled step does not win (1.08x, after 20 s of compiling). CUDA is not measured yet: inputs batched
+# (large convolutions are what a GPU needs) and channels-last (cuDNN's bf16/fp16 kernels are NHWC).
 FASTEST: dict[str, Plan] = {
-    "cpu": Plan(),
+    "cpu": Plan(batch_inputs=False),
     "cuda": Plan(channels_last=True),
 }
 

@@ -59,13 +59,9 @@ Gates = tuple[Tensor, Tensor]
 run of steps; kept apart so that each step's slice is contiguous and feeds a convolution without a copy."""
 
 
-def _project(x: Tensor, w_in: Tensor, b_in: Tensor | None, pad: tuple[int, int], per_conv: int) -> Gates:
-    """Input terms of the gates for a run of steps ``x`` ``[K, B, C_in, H, W]``, ``per_conv`` steps per
-    convolution."""
+def _project(x: Tensor, w_in: Tensor, b_in: Tensor | None, pad: tuple[int, int]) -> Gates:
+    """Input terms of the gates for a run of steps ``x`` ``[K, B, C_in, H, W]``, in one convolution per buffer."""
     k, c = x.shape[0], w_in.shape[0] // 3
-    if per_conv < k:
-        parts = [_project(x[a : a + per_conv], w_in, b_in, pad, per_conv) for a in range(0, k, per_conv)]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     frames = x.flatten(0, 1)
     zr = F.conv2d(frames, w_in[: 2 * c], None if b_in is None else b_in[: 2 * c], padding=pad)
     n = F.conv2d(frames, w_in[2 * c :], None if b_in is None else b_in[2 * c :], padding=pad)
@@ -136,28 +132,34 @@ def _prev(out: Tensor, h0: Tensor | None, i: int, reverse: bool) -> Tensor | Non
 
 
 def forward_layer(x: Tensor, h0: Tensor | None, w_in: Tensor, b_in: Tensor | None, w_zr: Tensor, w_n: Tensor,
-                  reverse: bool, chunk: int, per_conv: int, channels_last: bool, keep: bool) -> tuple[Tensor, Gates | None]:
-    """Run the layer over ``x`` ``[T, B, C_in, H, W]``, projecting the inputs of ``chunk`` steps at a time
-    (``per_conv`` per convolution). Returns the outputs ``[T, B, C, H, W]`` and, with ``keep``, the gates
-    of all steps."""
-    t = x.shape[0]
+                  reverse: bool, per_conv: int, channels_last: bool, keep: bool) -> tuple[Tensor, Gates | None]:
+    """Run the layer over ``x`` ``[T, B, C_in, H, W]``, projecting the inputs of ``per_conv`` steps in one
+    convolution just before those steps run. Returns the outputs ``[T, B, C, H, W]`` and, with ``keep``,
+    the gates of all steps."""
+    t, c = x.shape[0], w_n.shape[0]
     pad = (w_in.shape[-2] // 2, w_in.shape[-1] // 2)
-    out = _empty_frames(x, w_n.shape[0], channels_last)
-    gates = None
+    out = _empty_frames(x, c, channels_last)
+    kept = None
+    if keep and per_conv < t:
+        kept = (_empty_frames(x, 2 * c, channels_last), _empty_frames(x, c, channels_last))
     h = h0
-    for a, b in _chunks(t, t if keep else chunk, reverse):
-        gates = _project(x[a:b], w_in, b_in, pad, per_conv)
+    for a, b in _chunks(t, per_conv, reverse):
+        zr, n = _project(x[a:b], w_in, b_in, pad)
+        if kept is not None:
+            zr, n = kept[0][a:b].copy_(zr), kept[1][a:b].copy_(n)
         for i in _steps(a, b, reverse):
-            _step(gates[0][i - a], gates[1][i - a], h, w_zr, w_n, pad, out[i])
+            _step(zr[i - a], n[i - a], h, w_zr, w_n, pad, out[i])
             h = out[i]
-    return out, (gates if keep else None)
+    if keep and kept is None:  # one run: its projection is the buffer
+        kept = (zr, n)
+    return out, kept
 
 
 def _recompute(x: Tensor, out: Tensor, h0: Tensor | None, a: int, b: int, reverse: bool, w_in: Tensor,
-               b_in: Tensor | None, w_zr: Tensor, w_n: Tensor, pad: tuple[int, int], per_conv: int) -> Gates:
+               b_in: Tensor | None, w_zr: Tensor, w_n: Tensor, pad: tuple[int, int]) -> Gates:
     """The gates of steps ``[a, b)`` again, batched over the run: every previous state is known."""
     c = w_n.shape[0]
-    zr, n = _project(x[a:b], w_in, b_in, pad, per_conv)
+    zr, n = _project(x[a:b], w_in, b_in, pad)
     fresh = torch.ones(b - a, dtype=torch.bool)  # steps from a zero state
     for rows, prev in _prev_runs(out, h0, a, b, reverse):
         k = prev.shape[0]
@@ -186,7 +188,7 @@ class FusedLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, w_in, b_in, w_zr, w_n, reverse: bool, chunk: int, per_conv: int, channels_last: bool,
                 keep: bool):
-        out, gates = forward_layer(x, h0, w_in, b_in, w_zr, w_n, reverse, chunk, per_conv, channels_last, keep)
+        out, gates = forward_layer(x, h0, w_in, b_in, w_zr, w_n, reverse, per_conv, channels_last, keep)
         ctx.options = (reverse, chunk, per_conv)
         ctx.save_for_backward(x, h0, w_in, b_in, w_zr, w_n, out)
         # Not saved through save_for_backward: the backward pass overwrites them, which autograd's version
@@ -214,11 +216,12 @@ class FusedLayer(torch.autograd.Function):
         dw_n = torch.zeros(w_n.shape, dtype=acc, device=w_in.device)
         dx: dict[int, Tensor] = {}
         dh = None
-        for a, b in _chunks(t, t if keep else chunk, not reverse):  # backwards in time
+        # Backwards in time, in the runs the forward pass projected together (recomputed ones when checkpointing).
+        for a, b in _chunks(t, per_conv if keep else chunk, not reverse):
             if keep:
                 gates = (kept[0][a:b], kept[1][a:b])
             else:
-                gates = _recompute(x, out, h0, a, b, reverse, w_in, b_in, w_zr, w_n, pad, per_conv)
+                gates = _recompute(x, out, h0, a, b, reverse, w_in, b_in, w_zr, w_n, pad)
             prevs = _prev_runs(out, h0, a, b, reverse)
             rhs = [(gates[0][rows, :, c:] * prev).flatten(0, 1) for rows, prev in prevs]  # before r is overwritten
             for i in _steps(a, b, not reverse):
@@ -263,7 +266,8 @@ def run_layer(x: Tensor, h0: Tensor | None, w_in: Tensor, b_in: Tensor | None, w
         checkpoint: keep only the outputs for the backward pass and recompute the gates (activation
             checkpointing over time).
         chunk: steps recomputed together when checkpointing (default ``ceil(sqrt(T))``).
-        batch_inputs: project the inputs of a run of steps in one convolution, else one per step.
+        batch_inputs: project the inputs of all steps in one convolution (and compute the weight gradients
+            over all steps at once), else step by step.
         channels_last: run every frame in channels-last memory format.
     """
     t = x.shape[0]
@@ -279,7 +283,7 @@ def run_layer(x: Tensor, h0: Tensor | None, w_in: Tensor, b_in: Tensor | None, w
         tensors = (x, h0, w_in, b_in, w_zr, w_n)
         if torch.is_grad_enabled() and any(v is not None and v.requires_grad for v in tensors):
             return FusedLayer.apply(*tensors, reverse, chunk, per_conv, channels_last, not checkpoint)
-        return forward_layer(*tensors, reverse, t, per_conv, channels_last, keep=False)[0]
+        return forward_layer(*tensors, reverse, per_conv, channels_last, keep=False)[0]
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
