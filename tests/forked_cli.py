@@ -38,7 +38,7 @@ class Outcome:
 def run_many(argvs: list[list[str]], *, cwd: Path, timeout: float = 60.0, env: dict[str, str] | None = None,
              jobs: int | None = None) -> list[Outcome]:
     """Run ``framegru <argv>`` for each of ``argvs`` in ``cwd``, ``jobs`` at a time; outcomes in order."""
-    env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **(env or {})}
     jobs = jobs or max(2, os.cpu_count() or 2)
     if os.environ.get("FRAMEGRU_TEST_REAL_CLI") == "1":
         with ThreadPoolExecutor(jobs) as pool:
@@ -58,7 +58,8 @@ def run_real(argv: list[str], *, cwd: Path, timeout: float = 60.0, env: dict[str
     tic = time.monotonic()
     try:
         done = subprocess.run([sys.executable, "-m", "framegru", *argv], cwd=cwd, capture_output=True, text=True,
-                              env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=timeout)
+                              env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+                                   **(env or {})}, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         text = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")  # noqa: E731
         return Outcome(argv, None, text(exc.stdout), text(exc.stderr), time.monotonic() - tic, True)
