@@ -195,6 +195,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
                                  "bad value for 'model.backbone.patch' of backbone 'identity'"),
     "run/option-that-does-not-fit": (["run", "good.yaml", "model.backbone.patch=3"], 2,
                                      "cannot run on 1x8x8 (CxHxW) frames: frame size (8, 8) is not a multiple of patch 3"),
+    "run/degenerate-option": (["run", "good.yaml", "model.head.width=0"], 2, "head 'next_frame' (model.head): width must be >= 1"),
     "run/plugin-fails-to-import": (["run", "import_fails.yaml"], 2, "import_fails.py' failed to import: ModuleNotFoundError"),
     "run/duplicate-plugin-name": (["run", "duplicate.yaml"], 2, "reader 'moving_mnist' is registered twice"),
     "run/plugin-raises-in-register": (["run", "register_raises.yaml"], 2, "failed while registering readers: RuntimeError: boom"),

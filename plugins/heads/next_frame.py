@@ -27,6 +27,8 @@ class NextFrameHead(nn.Module):
 
     def __init__(self, *, in_channels: int, info: DataInfo, stride: int, width: int = 128):
         super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
         self.decode = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1),
             nn.SiLU(inplace=True),
