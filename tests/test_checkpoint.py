@@ -88,3 +88,18 @@ def test_missing_and_directory(tmp_path):
         checkpoint.load(tmp_path / "nope.safetensors")
     with pytest.raises(DataError, match="directory"):
         checkpoint.load(tmp_path)
+
+
+@pytest.mark.parametrize("header_len", [0x180, 0x4B50])
+def test_valid_file_whose_header_length_looks_like_a_pickle_loads(tmp_path, header_len):
+    # The 8-byte little-endian header length comes first: 0x180 starts the file with 0x80 (a pickle's
+    # first byte), 0x4B50 with "PK" (a zip's). Such files are valid safetensors and must load.
+    path = tmp_path / "c.safetensors"
+
+    def save_padded(pad: int) -> int:
+        checkpoint.save(path, {"w": torch.ones(2)}, config={"pad": "x" * pad}, info={}, step=3)
+        return int.from_bytes(path.read_bytes()[:8], "little")
+
+    base = save_padded(0)  # the header grows a byte per padding character, then rounds up to 8
+    assert any(save_padded(pad) == header_len for pad in range(header_len - base - 8, header_len - base + 1))
+    assert checkpoint.load(path).step == 3
