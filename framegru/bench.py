@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -161,7 +161,7 @@ def bench_engine(s: EngineSizes, device: torch.device, repeats: int = 5, warmup:
         }
     result["memory"] = _engine_memory(s, device, x, models)
     if variants:
-        result["variants"] = _variants(s, device, x, plan, repeats, warmup, compile_step)
+        result["variants"] = _variants(s, device, x, repeats, warmup, compile_step)
     return result
 
 
@@ -182,16 +182,17 @@ def _engine_memory(s: EngineSizes, device: torch.device, x: torch.Tensor, models
     return out
 
 
-def _variants(s: EngineSizes, device: torch.device, x: torch.Tensor, chosen: Plan, repeats: int, warmup: int,
+def _variants(s: EngineSizes, device: torch.device, x: torch.Tensor, repeats: int, warmup: int,
               compile_step: bool) -> dict:
     """Every plan the engine could run, timed against each other: the evidence behind ``FASTEST``."""
     plans = {
-        "fused channels_last": Plan(channels_last=True), "fused nchw": Plan(channels_last=False),
-        "fused per-step inputs": replace(chosen, batch_inputs=False),
-        "autograd step": replace(chosen, fused=False),
+        "fused, batched inputs, channels_last": Plan(channels_last=True),
+        "fused, batched inputs, nchw": Plan(),
+        "fused, per-step inputs, nchw": Plan(batch_inputs=False),
+        "autograd, per-step inputs, nchw": Plan(fused=False, batch_inputs=False),
     }
     if compile_step:
-        plans["autograd compiled step"] = replace(chosen, fused=False, compile_step=True)
+        plans["autograd compiled, per-step inputs, nchw"] = Plan(fused=False, batch_inputs=False, compile_step=True)
     models = _models(s, device, plans)
     out: dict = {}
     for mode, train in (("inference", False), ("training", True)):

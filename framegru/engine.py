@@ -141,15 +141,16 @@ class Plan:
     compile_step: bool = False
 
 
-# The fastest plan per device type, from `framegru bench engine --variants` (BENCHMARKS.md, "Engine").
-# CPU (2-core EPYC, 1 thread, B=8 T=10 C=64 32x32, CPU time): projecting the inputs step by step beats
-# one batched convolution over all B*T frames (oneDNN runs a batch-8 3x3 convolution at ~100 GFLOP/s,
-# a batch-80 one at ~75: its activations fall out of cache), 1.13x against 0.96x the textbook in
-# inference, a tie in training; channels-last and NCHW tie, so NCHW, which needs no conversions; the
-# compiled step does not win (1.08x, after 20 s of compiling). CUDA is not measured yet: inputs batched
-# (large convolutions are what a GPU needs) and channels-last (cuDNN's bf16/fp16 kernels are NHWC).
+# The fastest plan per device type, from `framegru bench engine --variants` and A/B runs (BENCHMARKS.md,
+# "Engine"). CPU (2-core EPYC, B=8 T=10 C=64 32x32): the plans differ by about the noise of this shared
+# machine (10%, in CPU time too), but batched inputs in channels-last came out first or second in every
+# run, training and inference, 1 or 2 threads. oneDNN runs a batch-80 3x3 convolution at ~95 GFLOP/s a
+# thread in channels-last and ~75 in NCHW (batch 8: ~100 in both), which is why NCHW wants per-step
+# inputs and channels-last does not. The compiled step did not win (1.08x the textbook against the fused
+# loop's 1.12x, after 20 s of compiling). CUDA is not measured yet: the same plan, since large batched
+# convolutions are what a GPU needs and cuDNN's bf16/fp16 kernels are NHWC.
 FASTEST: dict[str, Plan] = {
-    "cpu": Plan(batch_inputs=False),
+    "cpu": Plan(channels_last=True),
     "cuda": Plan(channels_last=True),
 }
 

@@ -84,7 +84,8 @@ def test_bench_engine_returns_every_figure():
             assert r[impl]["gflops"] > 0 and r[impl]["roofline_fraction"] > 0 and r[impl]["roofline_fraction_cpu"] > 0
         assert r["speedup"] > 0 and r["speedup_cpu"] > 0
         assert r["roofline"]["best_format"] in ("nchw", "channels_last") and r["roofline"]["gflops"] > 0
-        plans = {"fused channels_last", "fused nchw", "fused per-step inputs", "autograd step"}
+        plans = {"fused, batched inputs, channels_last", "fused, batched inputs, nchw", "fused, per-step inputs, nchw",
+                 "autograd, per-step inputs, nchw"}
         assert set(result["variants"][mode]) == plans
     memory = result["memory"]
     assert "profiler" in memory["method"]
