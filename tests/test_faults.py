@@ -15,11 +15,11 @@ import yaml
 from safetensors import SafetensorError
 
 from drift_plugin import drift_config
+from test_runner import KillAt
 
 from framegru import checkpoint
 from framegru.config import validate
 from framegru.errors import DataError
-from framegru.events import RunEvents
 from framegru.model import load_model
 from framegru.plugin_manager import load_components
 from framegru.runner import run_config
@@ -109,17 +109,6 @@ def test_interrupt_kill_resume_and_divergence_through_the_cli(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("framegru: error: ") and "training diverged" in lines[0]
     assert diverged.stderr.strip().splitlines()[-1] == lines[0]
     assert last.read_bytes() == good
-
-
-class KillAt(RunEvents):
-    """Dies after ``step`` steps, as a killed process would (nothing after it runs)."""
-
-    def __init__(self, step: int):
-        self.at = step
-
-    def step(self, step, loss, lr, batch_size):
-        if step > self.at:
-            raise KeyboardInterrupt
 
 
 def test_resume_logs_each_evaluation_once(tmp_path):
