@@ -95,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     components = components_for(args, config.plugins)
     events = RichEvents(stderr) if distributed.rank() == 0 else RunEvents()
     try:
-        metrics = run_config(config, components, resume=args.resume, events=events)
+        metrics = run_config(config, components, resume=args.resume, overwrite=args.overwrite, events=events)
     except BaseException:
         distributed.shutdown(clean=False)
         raise
@@ -138,7 +138,10 @@ def build_parser() -> Parser:
     p = sub.add_parser("run", parents=[common], help="train and evaluate a config")
     p.add_argument("config", help="YAML config")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (YAML-typed values)")
-    p.add_argument("--resume", action="store_true", help="continue from run.dir/last.safetensors")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue from run.dir/last.safetensors")
+    start.add_argument("--overwrite", action="store_true",
+                   help="start over in a run.dir that holds a run (its checkpoints and metrics are deleted)")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON on stdout")
     p.set_defaults(handler=cmd_run)
 

@@ -90,6 +90,26 @@ def mean(value: Tensor) -> Tensor:
     return value / dist.get_world_size()
 
 
+def _collective_device() -> torch.device:
+    """Where a collective's tensor must live: nccl only reduces tensors on the process's GPU, gloo CPU ones."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_ok(ok: bool) -> bool:
+    """True on every rank when ``ok`` is true on every rank (``ok`` itself without torchrun).
+
+    A step that one rank alone can fail (rank 0 writing a checkpoint) must end in the same decision on
+    all ranks, or the ranks that go on wait forever in the next collective.
+    """
+    if not dist.is_initialized():
+        return ok
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int32, device=_collective_device())
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
 def reduce_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """Average metrics over ranks, weighted by each rank's count (``sequences`` or ``images``).
 
@@ -100,9 +120,7 @@ def reduce_metrics(metrics: dict[str, float]) -> dict[str, float]:
     count_key = "sequences" if "sequences" in metrics else "images"
     keys = sorted(k for k in metrics if k != count_key)
     n = float(metrics.get(count_key, 1))
-    # float64 on the CPU for gloo; nccl only reduces tensors on the process's GPU.
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    values = torch.tensor([metrics[k] * n for k in keys] + [n], dtype=torch.float64, device=device)
+    values = torch.tensor([metrics[k] * n for k in keys] + [n], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(values)
     total = values[-1].item()
     out = {k: values[i].item() / max(total, 1.0) for i, k in enumerate(keys)}

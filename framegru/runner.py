@@ -20,7 +20,7 @@ import yaml
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader, Dataset
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, run_dir
 from .config import Config
 from .data import DataInfo
 from .errors import DataError, UsageError
@@ -255,26 +255,62 @@ class Runner:
         ramp = self.config.train.scheduled_sampling * self.config.train.max_steps
         return max(0.0, 1.0 - step / ramp) if ramp > 0 else 0.0
 
-    def run(self, resume: bool = False) -> dict[str, Any]:
+    def run(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
         self.best: float | None = None
         if self.dir.exists() and not self.dir.is_dir():
             raise UsageError(f"run.dir {self.dir} is a file, not a folder: set run.dir to a folder")
+        run_dir.check_fresh_start(self.dir, resume, overwrite)
         self._build()
+        # Rank 0 alone writes to run.dir, so it alone holds the lock.
+        with run_dir.locked(self.dir) if self.is_main else contextlib.nullcontext():
+            start = self._start(resume, overwrite)
+            self.events.start(self, start)
+            try:
+                last_metrics = self._train(start)
+            finally:  # an error or Ctrl-C must not leave a live progress bar over the message (or the cursor hidden)
+                self.events.finish()
+            if self.is_main and self.config.run.pictures and self.model.task == "predict":
+                from .pictures import write_pictures
+                write_pictures(self.model, self.val_set, self.dir, self.config.run.pictures, self.device)
+        return last_metrics
+
+    def _start(self, resume: bool, overwrite: bool) -> int:
+        """Tidy run.dir (rank 0), load ``last`` when resuming; returns the step to start from."""
+        if self.is_main:
+            stale = run_dir.remove_stale_temps(self.dir)
+            if stale:
+                self.events.note(f"removed {len(stale)} unfinished checkpoint write(s) left by an interrupted run")
+            if overwrite and not resume:
+                run_dir.clear_results(self.dir)
         start = self._resume() if resume else 0
         if self.is_main:
-            self.dir.mkdir(parents=True, exist_ok=True)
             if resume:
                 self._forget_metrics_after(start)
             (self.dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
-        self.events.start(self, start)
-        try:
-            last_metrics = self._train(start)
-        finally:  # an error or Ctrl-C must not leave a live progress bar over the message (or the cursor hidden)
-            self.events.finish()
-        if self.is_main and self.config.run.pictures and self.model.task == "predict":
-            from .pictures import write_pictures
-            write_pictures(self.model, self.val_set, self.dir, self.config.run.pictures, self.device)
-        return last_metrics
+        return start
+
+    def _write_outputs(self, step: int, metrics: dict[str, Any], *, log: bool, best: bool, last: bool) -> None:
+        """Rank 0 logs this step's ``metrics`` and writes the ``best`` and ``last`` checkpoints (``metrics``
+        being the latest evaluation's); then every rank learns
+        whether that worked, so a full disk on rank 0 stops all ranks together instead of leaving the
+        others waiting for it in the next all-reduce."""
+        failure: Exception | None = None
+        if self.is_main:
+            try:
+                if log:
+                    with open(self.dir / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps(metrics) + "\n")
+                    if best:
+                        self._save("best", step, metrics, with_state=False)
+                    self.events.evaluated(step, metrics)
+                if last:
+                    self._save("last", step, metrics, with_state=True)
+            except OSError as exc:
+                failure = DataError(f"cannot write to run.dir {self.dir} at step {step}: {exc.strerror or exc}")
+            except DataError as exc:
+                failure = exc
+        if not distributed.all_ok(failure is None):
+            raise failure or DataError(f"rank 0 could not write its outputs at step {step}; every rank stops")
 
     def _train(self, start: int) -> dict[str, Any]:
         train = self.config.train
@@ -316,23 +352,21 @@ class Runner:
                 last_metrics = {"step": done, "loss": global_loss, **self.evaluate(train.eval_batches),
                                 "seconds": round(time.perf_counter() - tic, 2)}
                 improved = self._better(last_metrics)
-                if self.is_main:
-                    with open(self.dir / "metrics.jsonl", "a") as f:
-                        f.write(json.dumps(last_metrics) + "\n")
-                    if improved:
-                        self._save("best", done, last_metrics, with_state=False)
-                    self.events.evaluated(done, last_metrics)
-            if self.is_main and saving:
-                self._save("last", done, last_metrics, with_state=True)
+            if evaluating or saving:
+                self._write_outputs(done, last_metrics, log=evaluating, best=evaluating and improved, last=saving)
         if start >= train.max_steps and self.is_main:
             self.events.note(f"already at step {start} of {train.max_steps}: nothing to train")
         return last_metrics
 
 
-def run_config(config: Config, components: Components, *, resume: bool = False, events: RunEvents | None = None) -> dict[str, Any]:
-    """Train ``config`` end to end; returns the last evaluation's metrics."""
+def run_config(config: Config, components: Components, *, resume: bool = False, overwrite: bool = False,
+               events: RunEvents | None = None) -> dict[str, Any]:
+    """Train ``config`` end to end; returns the last evaluation's metrics.
+
+    ``overwrite`` starts over in a run.dir that holds a run; without it (or ``resume``) that is an error.
+    """
     try:
-        return Runner(config, components, events).run(resume=resume)
+        return Runner(config, components, events).run(resume=resume, overwrite=overwrite)
     except OSError as exc:  # a missing file, a full disk, a read-only run.dir
         where = f" {exc.filename}" if exc.filename else ""
         raise DataError(f"cannot access{where}: {exc.strerror or exc}") from exc

@@ -124,6 +124,8 @@ def make_corpus(root: Path) -> None:
                   + REGISTER.format(body='register("boom", boom)'))
     # -- checkpoints
     tiny_checkpoint(root / "predict.safetensors", size=(16, 16))
+    (root / "runs" / "done").mkdir(parents=True)
+    tiny_checkpoint(root / "runs" / "done" / "last.safetensors", size=(16, 16))  # a finished run's folder
     tiny_checkpoint(root / "still.safetensors", task="classify", still=True, size=(16, 16), channels=3)
     # A classifier whose config names plugins that would create the marker if imported.
     (root / "payload_plugin.py").write_text(f"open({str(root / MARKER)!r}, 'w').close()\n")
@@ -214,6 +216,8 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "run/data-root-missing": (["run", "still.yaml", "data.root=/nonexistent/framegru"], 1,
                               "image folder not found: /nonexistent/framegru/tree"),
     "run/corrupt-image-in-a-loader-worker": (["run", "broken.yaml"], 1, "cannot decode image "),
+    "run/run-dir-holds-a-run": (["run", "good.yaml", "run.dir=runs/done"], 2,
+                                "run.dir runs/done already holds a run (last.safetensors): add --resume"),
     "run/resume-without-checkpoint": (["run", "good.yaml", "--resume", "run.dir=runs/never"], 2, "no checkpoint to resume"),
     "predict/random-bytes-video": (["predict", "random.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4"], 1,
                                    "cannot decode video random.mp4"),

@@ -160,3 +160,14 @@ def test_non_finite_loss_on_one_rank_stops_every_rank(write_config, tmp_path):
     # Both ranks saw the all-reduced loss and stopped with the same message; rank 0 did not hang in backward().
     assert result.stderr.count("training diverged") == 2, result.stderr[-3000:]
     assert "loss is nan at step 1" in result.stderr
+
+
+def test_rank_0_failing_to_write_stops_every_rank(write_config, tmp_path):
+    config = write_config("unwritable", batch_size=2)
+    # A folder where rank 0 must write best.safetensors: the rename fails, for root too, as a full disk
+    # would; rank 1 has nothing to write and must not wait for rank 0 in the next all-reduce.
+    (tmp_path / "unwritable" / "best.safetensors").mkdir(parents=True)
+    result = torchrun(config)
+    assert result.returncode != 0
+    assert "cannot write checkpoint" in result.stderr and "best.safetensors at step 2" in result.stderr, result.stderr[-3000:]
+    assert "rank 0 could not write its outputs at step 2; every rank stops" in result.stderr, result.stderr[-3000:]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from framegru import checkpoint
+from framegru import checkpoint, run_dir
 from framegru.config import load_config
 from framegru.errors import DataError, UsageError
 from framegru.events import RunEvents
@@ -134,6 +135,46 @@ def test_resume_without_checkpoint_is_usage_error(config_path, tmp_path):
     config = load_config(config_path, [f"run.dir={tmp_path / 'empty'}"])
     with pytest.raises(UsageError, match="no checkpoint to resume"):
         run_config(config, components_for(config), resume=True)
+
+
+def metric_steps(run) -> list[int]:
+    return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_fresh_run_never_replaces_a_run_unless_told(config_path, tmp_path):
+    config = load_config(config_path, ["train.max_steps=4"])
+    run_config(config, components_for(config))
+    run = tmp_path / "run"
+    before = (run / "last.safetensors").read_bytes()
+    with pytest.raises(UsageError, match="already holds a run .* add --resume to continue it, --overwrite"):
+        run_config(config, components_for(config))  # the same command again, --resume forgotten
+    assert (run / "last.safetensors").read_bytes() == before
+    shorter = load_config(config_path, ["train.max_steps=2", "train.eval_every=2"])
+    run_config(shorter, components_for(shorter), overwrite=True)
+    assert checkpoint.load(run / "last.safetensors").step == 2
+    assert metric_steps(run) == [2]  # the old run's evaluations went with it
+
+
+def test_a_run_dir_in_use_is_refused(config_path, tmp_path):
+    config = load_config(config_path, ["train.max_steps=2"])
+    with run_dir.locked(tmp_path / "run"):  # another run writing there
+        with pytest.raises(UsageError, match=rf"run.dir .* is in use by another framegru run \(pid {os.getpid()}\)"):
+            run_config(config, components_for(config))
+    assert not (tmp_path / "run" / "last.safetensors").exists()
+    run_config(config, components_for(config))  # the lock is gone with its holder
+    assert checkpoint.load(tmp_path / "run" / "last.safetensors").step == 2
+
+
+def test_resume_clears_writes_a_kill_left_unfinished(config_path, tmp_path):
+    config = load_config(config_path, ["train.max_steps=4"])
+    run_config(config, components_for(config))
+    stray = tmp_path / "run" / ".last.safetensors.k3x9_q.tmp"  # what kill -9 in the middle of a save leaves
+    stray.write_bytes(b"half a checkpoint")
+    more = load_config(config_path, ["train.max_steps=8"])
+    run_config(more, components_for(more), resume=True)
+    assert not stray.exists()
+    assert checkpoint.load(tmp_path / "run" / "last.safetensors").step == 8
+    assert metric_steps(tmp_path / "run") == [4, 8]
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(config_path, tmp_path):
