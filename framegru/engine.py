@@ -21,6 +21,7 @@ How it runs on a device is a :class:`Plan`; :data:`FASTEST` holds the measured c
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,6 +63,11 @@ def _same_conv(in_ch: int, out_ch: int, kernel: tuple[int, int], bias: bool) -> 
         return nn.Conv2d(in_ch, out_ch, kernel, padding=(kernel[0] // 2, kernel[1] // 2), bias=bias)
     # Even kernels: PyTorch pads one more on the bottom/right side so the output keeps its size.
     return nn.Conv2d(in_ch, out_ch, kernel, padding="same", bias=bias)
+
+
+# An even kernel is a supported, documented choice, not a mistake: PyTorch's warning that "same" padding
+# then makes a padded copy of the input would only alarm the user about an internal detail.
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths", category=UserWarning)
 
 
 class ConvGRUCell(nn.Module):
