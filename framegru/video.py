@@ -2,8 +2,8 @@
 seeking, and a writer that always finalizes its file.
 
 A frame is a ``uint8 [H, W, C]`` array, ``C`` 1 (gray) or 3 (RGB), always upright: the rotation a
-phone stores in the display matrix is applied. The decoder itself converts the colours and resizes
-(swscale, through ``VideoFrame.to_ndarray``), so no full-size RGB copy of a frame is ever made.
+phone stores in the display matrix is applied. Colour conversion and resizing take the fastest path
+for the frame's pixel format (OpenCV's for video-range 4:2:0, swscale's for the rest).
 Frame times come from the presentation timestamps, so variable frame rate videos keep their timing.
 """
 
@@ -19,9 +19,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 from .errors import DataError, UsageError
+
+cv2.setNumThreads(1)  # the decoder has a thread of its own and FFmpeg's codec threads: no more needed
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp"}
 FITS = ("crop", "stretch")
@@ -143,16 +146,46 @@ def centre_crop(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
     return image[top : top + size[0], left : left + size[1]]
 
 
+# Video-range luma 16..235 to gray 0..255, as swscale maps it (checked equal on a real H.264 clip).
+_LUMA_TO_GRAY = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+_MPEG_RANGES = (0, 1)  # colour range unspecified (FFmpeg reads it as video range) or video range
+
+
+def _from_i420(frame: av.VideoFrame, channels: int, width: int, height: int) -> np.ndarray | None:
+    """``frame`` as an array of ``width x height`` without swscale, or None where this path does not apply.
+
+    Nearly every H.264, HEVC and VP9 file decodes to video-range 4:2:0. For those the gray picture is the
+    luma plane through a table and the RGB one OpenCV's SIMD conversion: measured on the shared clip
+    (426x240), 0.11 ms a frame for RGB against swscale's 0.63 ms, and 0.17 against 0.87 ms for the
+    64x64 gray frames the Moving MNIST model takes. Colours agree with swscale's within 3 levels (its
+    BT.601 matrix, rounded differently), gray exactly.
+    """
+    if frame.format.name != "yuv420p" or frame.color_range not in _MPEG_RANGES or frame.width % 2 or frame.height % 2:
+        return None
+    if channels == 1:
+        plane = frame.planes[0]
+        luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height, : frame.width]
+        image = cv2.LUT(luma, _LUMA_TO_GRAY)
+    else:
+        image = cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420)
+    if (width, height) != (frame.width, frame.height):
+        shrink = width * height < frame.width * frame.height
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return image
+
+
 def convert(frame: av.VideoFrame, size: Sequence[int] | None, channels: int, fit: str) -> np.ndarray:
-    """An upright ``uint8 [H, W, channels]`` array of ``frame``, scaled by the decoder's own scaler."""
+    """An upright ``uint8 [H, W, channels]`` array of ``frame`` at ``size`` (see :func:`cover` for ``fit``)."""
     turns = _quarter_turns(frame)
     upright = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
     width, height = upright if size is None else cover(*upright, size, fit)
-    if turns % 2:  # ask swscale for the sideways size, so the turn below gives the upright one
+    if turns % 2:  # scale to the sideways size, so the turn below gives the upright one
         width, height = height, width
-    shrink = width * height < frame.width * frame.height
-    image = frame.to_ndarray(format="gray8" if channels == 1 else "rgb24", width=width, height=height,
-                             interpolation="AREA" if shrink else "BILINEAR")
+    image = _from_i420(frame, channels, width, height)
+    if image is None:  # any other pixel format: FFmpeg's own scaler converts and resizes
+        shrink = width * height < frame.width * frame.height
+        image = frame.to_ndarray(format="gray8" if channels == 1 else "rgb24", width=width, height=height,
+                                 interpolation="AREA" if shrink else "BILINEAR")
     if image.ndim == 2:
         image = image[:, :, None]
     if turns:

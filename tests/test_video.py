@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,7 +18,7 @@ from framegru.config import load_config, validate
 from framegru.errors import DataError
 from framegru.plugin_manager import load_components
 from framegru.runner import run_config
-from framegru.video import FrameStream, VideoWriter, probe, read_clip
+from framegru.video import FrameStream, VideoWriter, convert, probe, read_clip
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "video_classify.yaml"
 
@@ -81,6 +82,48 @@ def test_decoder_converts_and_resizes(tmp_path):
     assert stretched.shape == cropped.shape == (8, 8, 3)
     assert stretched[:, :2].mean() > 200 and stretched[:, 4:].mean() < 30
     assert cropped.mean() < 30
+
+
+def colourful_picture() -> np.ndarray:
+    """A 64x48 RGB picture of smooth colour ramps and a sharp square."""
+    y, x = np.mgrid[0:48, 0:64]
+    rgb = np.stack([x * 4, y * 5, 255 - x * 2], axis=-1).astype(np.uint8)
+    rgb[10:20, 30:44] = (250, 20, 120)
+    return rgb
+
+
+def colourful_frame(format: str) -> av.VideoFrame:
+    return av.VideoFrame.from_ndarray(colourful_picture(), format="rgb24").reformat(format=format)
+
+
+@pytest.mark.parametrize("size", [None, (16, 16), (24, 40), (96, 128)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fast_conversion_shows_the_picture_as_ffmpegs_scaler_does(size, channels):
+    # Video-range 4:2:0 frames skip swscale (OpenCV converts and resizes): they must show the source
+    # picture at least as faithfully as swscale, which every other pixel format still goes through.
+    frame = colourful_frame("yuv420p")
+    height, width = size or (48, 64)
+    shrink = width * height < 64 * 48
+    truth = colourful_picture()
+    if channels == 1:
+        truth = cv2.cvtColor(truth, cv2.COLOR_RGB2GRAY)  # BT.601 luma, as the encoder computed it
+    truth = cv2.resize(truth, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    truth = truth.reshape(height, width, channels).astype(int)
+    fast = convert(frame, size, channels, "stretch")
+    scaler = frame.to_ndarray(format="gray8" if channels == 1 else "rgb24", width=width, height=height,
+                              interpolation="AREA" if shrink else "BILINEAR").reshape(truth.shape)
+    assert fast.shape == truth.shape and fast.dtype == np.uint8
+    fast_error, scaler_error = np.abs(fast - truth).mean(), np.abs(scaler - truth).mean()
+    assert fast_error < 2.5 and fast_error <= scaler_error + 0.5, (fast_error, scaler_error)
+
+
+def test_other_pixel_formats_convert_through_ffmpeg():
+    # Full-range (JPEG) 4:2:0 and 4:4:4 frames take swscale's path; both show the same picture as 4:2:0.
+    reference = convert(colourful_frame("yuv420p"), None, 3, "crop").astype(int)
+    for format in ("yuvj420p", "yuv444p", "rgb24"):
+        image = convert(colourful_frame(format), None, 3, "crop")
+        assert image.shape == (48, 64, 3)
+        assert np.abs(image.astype(int) - reference).mean() < 3, format
 
 
 def test_rotation_metadata_comes_out_upright(tmp_path):
