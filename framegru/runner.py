@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,9 +89,19 @@ def batch_order(n: int, batch_size: int, seed: int, start_step: int, rank: int =
         step = (epoch + 1) * per_epoch
 
 
+def _workers(config: Config) -> int:
+    """``data.num_workers``, at most one per CPU this process may use: a GPU recipe's 8 workers on a
+    2-core machine only compete with training for the cores (and make PyTorch warn about it)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(config.data.num_workers, cpus)
+
+
 def _loader(dataset: Dataset, config: Config, batches) -> DataLoader:
     return DataLoader(
-        dataset, batch_sampler=batches, num_workers=config.data.num_workers,
+        dataset, batch_sampler=batches, num_workers=_workers(config),
         pin_memory=torch.cuda.is_available(), persistent_workers=False,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 
 import pytest
 import torch
@@ -175,6 +176,16 @@ def test_resume_clears_writes_a_kill_left_unfinished(config_path, tmp_path):
     assert not stray.exists()
     assert checkpoint.load(tmp_path / "run" / "last.safetensors").step == 8
     assert metric_steps(tmp_path / "run") == [4, 8]
+
+
+def test_more_workers_than_cores_are_capped(config_path, tmp_path):
+    # A GPU recipe's data.num_workers on a small machine: one worker per core, and no PyTorch warning.
+    config = load_config(config_path, ["train.max_steps=2", "train.eval_every=2", "data.num_workers=64"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = run_config(config, components_for(config))
+    assert metrics["step"] == 2 and metrics["sequences"] == 32
+    assert not [w for w in caught if "worker processes in total" in str(w.message)]
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(config_path, tmp_path):
