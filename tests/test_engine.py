@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -70,6 +73,15 @@ def test_forward_matches_reference_values_and_gradients(kernel, bias):
         ref_grads = torch.autograd.grad((ref_out * weights).sum(), [x, *model.parameters()])
         for g, r in zip(grads, ref_grads):
             torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-9)
+
+
+def test_even_kernels_print_no_pytorch_warning():
+    # In a fresh interpreter, as a user runs it: an even kernel is a supported choice, not worth a warning.
+    code = ("import torch; from framegru import ConvGRU; "
+            "ConvGRU(2, 4, 4)(torch.rand(1, 3, 2, 8, 8))[0].sum().backward(); print('ran')")
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ran", done.stderr
+    assert "Warning" not in done.stderr, done.stderr
 
 
 def test_fp32_close_to_float64_reference():
