@@ -26,6 +26,7 @@ from .errors import DataError
 FORMAT = "framegru-1"
 TRAIN_PREFIX = "train_state/"
 MAX_HEADER_BYTES = 64 * 1024 * 1024
+TEMP_SUFFIX = ".tmp"  # of a checkpoint being written: ``.<name>.<random>.tmp`` beside it
 SNIFF_BYTES = 1024 * 1024  # what is read of a file to tell safetensors, pickle and garbage apart
 
 
@@ -47,7 +48,7 @@ def write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     A crash or a full disk leaves either the old file or the new one, never half of one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
@@ -58,6 +59,11 @@ def write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def unfinished_writes(folder: Path) -> list[Path]:
+    """The temporary files :func:`write_atomic` left in ``folder`` when killed before its rename."""
+    return sorted(folder.glob(f".*.safetensors.*{TEMP_SUFFIX}"))
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import checkpoint
 from .errors import UsageError
 
 try:
@@ -63,7 +64,7 @@ def remove_stale_temps(run_dir: Path) -> list[Path]:
 
     Only safe under :func:`locked`: no other run can be writing them.
     """
-    stale = sorted(run_dir.glob(".*.safetensors.*.tmp"))
+    stale = checkpoint.unfinished_writes(run_dir)
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

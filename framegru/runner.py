@@ -301,10 +301,11 @@ class Runner:
         return start
 
     def _write_outputs(self, step: int, metrics: dict[str, Any], *, log: bool, best: bool, last: bool) -> None:
-        """Rank 0 logs this step's ``metrics`` and writes the ``best`` and ``last`` checkpoints (``metrics``
-        being the latest evaluation's); then every rank learns
-        whether that worked, so a full disk on rank 0 stops all ranks together instead of leaving the
-        others waiting for it in the next all-reduce."""
+        """Rank 0 logs ``metrics`` (the latest evaluation's) and writes the ``best`` and ``last`` checkpoints.
+
+        Then every rank learns whether that worked: a full disk on rank 0 stops all ranks together
+        instead of leaving the others waiting for it in the next all-reduce.
+        """
         failure: Exception | None = None
         if self.is_main:
             try:
