@@ -219,16 +219,6 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "run/run-dir-holds-a-run": (["run", "good.yaml", "run.dir=runs/done"], 2,
                                 "run.dir runs/done already holds a run (last.safetensors): add --resume"),
     "run/resume-without-checkpoint": (["run", "good.yaml", "--resume", "run.dir=runs/never"], 2, "no checkpoint to resume"),
-    "predict/random-bytes-video": (["predict", "random.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4"], 1,
-                                   "cannot decode video random.mp4"),
-    "predict/empty-video": (["predict", "empty.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4"], 1,
-                            "cannot decode video empty.mp4"),
-    "predict/truncated-video": (["predict", "head_only.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4"], 1,
-                                "cannot decode video head_only.mp4"),
-    "predict/zero-frame-video": (["predict", "zero_frames.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4"], 1,
-                                 "zero_frames.mp4 has no video frames"),
-    "predict/missing-video": (["predict", "nope.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4"], 1,
-                              "video not found: nope.mp4"),
     "predict/classifier-checkpoint": (["predict", "clip.mp4", "--checkpoint", "still.safetensors", "--out", "o.mp4"], 2,
                                       "is a 'classify' model"),
     "webcam/missing-camera": (["webcam", "--source", "9", "--no-window", "--out", "x.mp4"], 2, "camera 9 cannot be opened"),
@@ -247,6 +237,12 @@ for command, (argv, kinds) in CHECKPOINT_COMMANDS.items():
     for kind in kinds:
         name, needle = BAD_CHECKPOINTS[kind]
         CASES[f"{command}/{kind}-checkpoint"] = ([*argv, "--checkpoint", name], 1, f"{name} {needle}")
+for case, video, needle in [("random-bytes", "random.mp4", "cannot decode video random.mp4"),
+                           ("empty", "empty.mp4", "cannot decode video empty.mp4"),
+                           ("truncated", "head_only.mp4", "cannot decode video head_only.mp4"),
+                           ("zero-frame", "zero_frames.mp4", "zero_frames.mp4 has no video frames"),
+                           ("missing", "nope.mp4", "video not found: nope.mp4")]:
+    CASES[f"predict/{case}-video"] = (["predict", video, "--checkpoint", "predict.safetensors", "--out", "o.mp4"], 1, needle)
 for name, needle in [("truncated.png", "cannot decode image"), ("truncated.jpg", "cannot decode image"),
                      ("random.png", "cannot decode image"), ("empty.jpg", "cannot decode image"),
                      ("text.png", "cannot decode image"), ("nope.png", "image not found"),
