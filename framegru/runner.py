@@ -41,10 +41,14 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_for(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA (no loss scaling needed), plain fp32 on the CPU."""
-    if enabled and device.type == "cuda":
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast_for(device: torch.device, amp: bool, cpu_bf16: bool = False):
+    """bf16 autocast (no loss scaling needed) on CUDA with ``amp``, on the CPU with ``cpu_bf16``.
+
+    Training passes ``train.cpu_bf16``; evaluation on the CPU stays fp32, the precision that
+    ``predict`` and ``classify-still`` run in, so reported figures are what users get.
+    """
+    if (device.type == "cuda" and amp) or (device.type == "cpu" and cpu_bf16):
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
 
 
@@ -174,6 +178,7 @@ class Runner:
         self.dir = Path(config.run.dir)
         self.device = pick_device(config.train.device)
         self.autocast = autocast_for(self.device, config.train.amp)
+        self.train_autocast = autocast_for(self.device, config.train.amp, config.train.cpu_bf16)
         self.is_main = distributed.rank() == 0
 
     # -- building -----------------------------------------------------------------------------
@@ -339,7 +344,7 @@ class Runner:
             lr = learning_rate(self.config, step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            with self.autocast():
+            with self.train_autocast():
                 loss = training_loss(self.train_model, self.model.task, batch,
                                      teacher=self._teacher(step), label_smoothing=train.label_smoothing)
             # The global batch's loss, identical on every rank: all ranks stop together on a non-finite

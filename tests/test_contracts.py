@@ -11,7 +11,8 @@ from framegru.plugin_manager import load_components
 
 COMPONENTS = load_components()
 # Options a component needs to be cheap in a test (defaults are sized for real data).
-TINY = {"resnet": {"stages": 1, "small_input": True}, "conv": {"channels": [4, 6]}}
+TINY = {"resnet": {"stages": 1, "small_input": True}, "conv": {"channels": [4, 6]},
+        "vgg": {"stem": 4, "channels": [4, 6], "pools": 2}}
 
 
 @pytest.mark.parametrize("name", COMPONENTS.backbones.names())

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import torch
+from safetensors.torch import load_file
 
 from framegru.cli import main
 from framegru.model import load_model
 from framegru.plugin_manager import load_components
+from framegru.runner import autocast_for
 from framegru_plugins.readers.image_folder import image_folder
 
 from still_data import tiny_rows_config, write_config
@@ -48,3 +50,27 @@ def test_eval_refuses_a_missing_folder(capsys, tmp_path, still_checkpoint, still
     config = write_config(tmp_path / "tiny.yaml", tiny_rows_config(still_tree, tmp_path / "run", max_steps=2))
     assert main(["eval", str(config), "--checkpoint", str(still_checkpoint), "--data", str(tmp_path / "nope")]) == 1
     assert capsys.readouterr().err.strip() == f"framegru: error: --data: no such file or folder: {tmp_path / 'nope'}"
+
+
+def test_cpu_bf16_trains_in_bf16_and_keeps_fp32_weights(capsys, tmp_path, still_tree):
+    weights = {}
+    for bf16 in (False, True):
+        config = tiny_rows_config(still_tree, tmp_path / f"run_{bf16}", max_steps=3)
+        config["train"]["cpu_bf16"] = bf16
+        assert main(["run", str(write_config(tmp_path / f"{bf16}.yaml", config)), "--json"]) == 0
+        assert 0 <= last_json(capsys)["accuracy"] <= 1
+        weights[bf16] = load_file(tmp_path / f"run_{bf16}" / "last.safetensors")
+    engine = [k for k in weights[True] if k.startswith("engine.") and k.endswith("weight")]
+    assert engine and all(weights[True][k].dtype == torch.float32 for k in engine)
+    # Same seed and batches: only the bf16 arithmetic of the forward and backward passes tells the runs apart.
+    assert any(not torch.equal(weights[False][k], weights[True][k]) for k in engine)
+    assert all(torch.allclose(weights[False][k], weights[True][k], atol=0.05) for k in engine)
+
+
+def test_autocast_bf16_on_the_cpu_only_when_asked():
+    cpu = torch.device("cpu")
+    for amp, cpu_bf16, expected in ((True, False, False), (False, True, True), (True, True, True)):
+        with autocast_for(cpu, amp, cpu_bf16)():
+            assert torch.is_autocast_enabled("cpu") is expected
+            if expected:
+                assert torch.get_autocast_dtype("cpu") == torch.bfloat16
