@@ -56,6 +56,9 @@ class ModelConfig(Strict):
     backbone: Component = Component(name="identity")
     engine: EngineConfig = EngineConfig()
     head: Component
+    # Stills: in evaluation, average the logits of each image and of its mirror image (test-time
+    # augmentation; for data trained with flips, not for MNIST digits, whose side matters).
+    flip_tta: bool = False
 
 
 class TrainConfig(Strict):

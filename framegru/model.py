@@ -22,11 +22,13 @@ class FrameModel(nn.Module):
         engine: the ConvGRU over the backbone's features.
         head: turns the ConvGRU output ``[B, T, C'', h, w]`` into the task's output; has ``task``.
         info: what the reader produces.
+        flip_tta: in evaluation, classify a still as the mean logits of it and its mirror image.
     """
 
-    def __init__(self, backbone: nn.Module, engine: ConvGRU, head: nn.Module, info: DataInfo):
+    def __init__(self, backbone: nn.Module, engine: ConvGRU, head: nn.Module, info: DataInfo, flip_tta: bool = False):
         super().__init__()
         self.backbone, self.engine, self.head, self.info = backbone, engine, head, info
+        self.flip_tta = flip_tta
         self.task: str = head.task
         if self.task not in TASKS:
             raise UsageError(f"head declares task '{self.task}'; framegru knows {', '.join(TASKS)}")
@@ -43,12 +45,20 @@ class FrameModel(nn.Module):
         return self.backbone(video.flatten(0, 1)).unflatten(0, (b, t))
 
     def classify(self, batch: dict[str, Tensor]) -> Tensor:
-        """Logits ``[B, K]`` for a batch of stills (run down their rows) or videos."""
-        if "image" in batch:
-            features = still_to_rows(self.backbone(batch["image"]))  # [B, h, C', 1, w]
-        else:
-            features = self.encode(batch["video"])
-        out, _ = self.engine(features)
+        """Logits ``[B, K]`` for a batch of stills (run down their rows) or videos.
+
+        With ``flip_tta`` an evaluating model averages each still's logits with its mirror image's.
+        """
+        if "image" not in batch:
+            out, _ = self.engine(self.encode(batch["video"]))
+            return self.head(out)
+        logits = self._classify_rows(batch["image"])
+        if self.flip_tta and not self.training:
+            logits = (logits + self._classify_rows(batch["image"].flip(-1))) / 2
+        return logits
+
+    def _classify_rows(self, image: Tensor) -> Tensor:
+        out, _ = self.engine(still_to_rows(self.backbone(image)))  # rows: [B, h, C', 1, w]
         return self.head(out)
 
     def rollout(self, video: Tensor, context: int, teacher: float = 0.0) -> Tensor:
@@ -103,7 +113,7 @@ def build_model(config: Config, components: Components, info: DataInfo) -> Frame
         spec.head.name, spec.head.options, key="model.head",
         in_channels=engine.out_channels, info=info, stride=backbone.stride,
     )
-    model = FrameModel(backbone, engine, head, info)
+    model = FrameModel(backbone, engine, head, info, flip_tta=spec.flip_tta)
     check_fit(model, f"model.backbone '{spec.backbone.name}' -> model.head '{spec.head.name}'")
     return model
 

@@ -52,6 +52,12 @@ def autocast_for(device: torch.device, amp: bool, cpu_bf16: bool = False):
     return contextlib.nullcontext
 
 
+def _weights_spec(model: dict | None) -> dict | None:
+    """``model`` of a config without the options that leave the weights alone (``flip_tta``, used in
+    evaluation only), which a resumed run may change."""
+    return None if model is None else {k: v for k, v in model.items() if k != "flip_tta"}
+
+
 def build_reader(config: Config, components: Components, split: str, **overrides: Any) -> Dataset:
     spec = config.data.reader
     options = {**spec.options, **overrides}
@@ -228,7 +234,7 @@ class Runner:
         if not path.exists():
             raise UsageError(f"--resume: no checkpoint to resume from at {path}")
         ckpt = checkpoint.load(path, "cpu")
-        if ckpt.config.get("model") != self.config.to_dict()["model"]:
+        if _weights_spec(ckpt.config.get("model")) != _weights_spec(self.config.to_dict()["model"]):
             raise UsageError(f"--resume: {path} was trained with a different model config; use another run.dir")
         missing, unexpected = self.model.load_state_dict(ckpt.weights, strict=False)
         if missing or unexpected:

@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 from framegru.cli import main
-from framegru.model import load_model
+from framegru.config import validate
+from framegru.model import build_model, load_model
 from framegru.plugin_manager import load_components
 from framegru.runner import autocast_for
 from framegru_plugins.readers.image_folder import image_folder
@@ -74,3 +75,21 @@ def test_autocast_bf16_on_the_cpu_only_when_asked():
             assert torch.is_autocast_enabled("cpu") is expected
             if expected:
                 assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_flip_tta_averages_an_image_with_its_mirror_in_evaluation(tmp_path, still_tree):
+    config = tiny_rows_config(still_tree, tmp_path / "run", max_steps=1)
+    torch.manual_seed(0)
+    info = image_folder(root=tmp_path, split="test", path=str(still_tree), size=[8, 8]).info
+    plain = build_model(validate(config, "test"), load_components(), info).eval()
+    config["model"]["flip_tta"] = True
+    tta = build_model(validate(config, "test"), load_components(), info).eval()
+    tta.load_state_dict(plain.state_dict())
+    x = torch.rand(3, 3, 8, 8)
+    with torch.no_grad():
+        expected = (plain.classify({"image": x}) + plain.classify({"image": x.flip(-1)})) / 2
+        assert torch.allclose(tta.classify({"image": x}), expected, atol=1e-6)
+        assert torch.allclose(tta.classify({"image": x.flip(-1)}), expected, atol=1e-6)  # mirror images agree
+        assert not torch.allclose(plain.classify({"image": x}), expected, atol=1e-4)
+        # Training sees one view: the flips are the reader's augmentation there.
+        assert torch.equal(tta.train().classify({"image": x}), plain.train().classify({"image": x}))

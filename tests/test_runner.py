@@ -138,6 +138,18 @@ def test_resume_without_checkpoint_is_usage_error(config_path, tmp_path):
         run_config(config, components_for(config), resume=True)
 
 
+def test_resume_refuses_other_weights_but_takes_an_evaluation_option(config_path, tmp_path):
+    config = load_config(config_path, ["train.max_steps=2"])
+    run_config(config, components_for(config))
+    wider = load_config(config_path, ["train.max_steps=4", "model.engine.hidden=[6]"])
+    with pytest.raises(UsageError, match="was trained with a different model config"):
+        run_config(wider, components_for(wider), resume=True)
+    tta = load_config(config_path, ["train.max_steps=4", "model.flip_tta=true"])
+    run_config(tta, components_for(tta), resume=True)
+    ckpt = checkpoint.load(tmp_path / "run" / "last.safetensors")
+    assert ckpt.step == 4 and ckpt.config["model"]["flip_tta"] is True
+
+
 def metric_steps(run) -> list[int]:
     return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
