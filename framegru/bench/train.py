@@ -34,7 +34,7 @@ def bench_train(config_path: Path, overrides: list[str], device: torch.device, s
     size = config.train.batch_size
     batches = [{k: v.to(device) for k, v in default_collate([dataset[i * size + j] for j in range(size)]).items()}
                for i in range(steps)]
-    autocast = autocast_for(device, config.train.amp)
+    autocast = autocast_for(device, config.train.amp, config.train.cpu_bf16)
     fns, models = {}, {}
     for name, checkpointed in (("engine", False), ("engine checkpoint_time", True)):
         torch.manual_seed(config.seed)
