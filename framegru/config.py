@@ -61,6 +61,10 @@ class ModelConfig(Strict):
     flip_tta: bool = False
 
 
+# The model options that leave the weights alone: a resumed run may change them.
+EVALUATION_ONLY_MODEL_OPTIONS = frozenset({"flip_tta"})
+
+
 class TrainConfig(Strict):
     max_steps: int = Field(1000, ge=0)
     batch_size: int = Field(16, ge=1)

@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from torch.utils.data import DataLoader, Dataset
 
 from . import checkpoint, distributed, run_dir
-from .config import Config
+from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config
 from .data import DataInfo
 from .errors import DataError, UsageError
 from .events import RunEvents
@@ -53,9 +53,8 @@ def autocast_for(device: torch.device, amp: bool, cpu_bf16: bool = False):
 
 
 def _weights_spec(model: dict | None) -> dict | None:
-    """``model`` of a config without the options that leave the weights alone (``flip_tta``, used in
-    evaluation only), which a resumed run may change."""
-    return None if model is None else {k: v for k, v in model.items() if k != "flip_tta"}
+    """``model`` of a config without the options that leave the weights alone."""
+    return None if model is None else {k: v for k, v in model.items() if k not in EVALUATION_ONLY_MODEL_OPTIONS}
 
 
 def build_reader(config: Config, components: Components, split: str, **overrides: Any) -> Dataset:
