@@ -143,6 +143,19 @@ def check_fit(model: FrameModel, name: str) -> None:
         model.train(training)
 
 
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], mismatch: str) -> None:
+    """Load ``weights`` into ``model`` exactly (every tensor, every shape), else DataError(``mismatch`` ...)."""
+    from .errors import DataError
+
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        raise DataError(f"{mismatch}: {str(exc).splitlines()[-1].strip()}") from None
+    if missing or unexpected:
+        raise DataError(f"{mismatch} (missing {len(missing)} tensors, e.g. {missing[:2]}; "
+                        f"unexpected {len(unexpected)}, e.g. {unexpected[:2]})")
+
+
 def load_model(path, components: Components, device: str | torch.device = "cpu") -> FrameModel:
     """Rebuild a model from a checkpoint alone: its config and data info travel in the metadata."""
     from . import checkpoint
@@ -156,12 +169,6 @@ def load_model(path, components: Components, device: str | torch.device = "cpu")
     except (UsageError, TypeError, ValueError) as exc:  # the file's fault, not the command line's
         raise DataError(f"{path} holds a config this framegru cannot use ({exc})") from None
     model = build_model(config, components, info)
-    try:
-        missing, unexpected = model.load_state_dict(ckpt.weights, strict=False)
-    except RuntimeError as exc:  # a tensor of the wrong shape
-        raise DataError(f"{path} does not match the model its config describes: {str(exc).splitlines()[-1].strip()}") from None
-    if missing or unexpected:
-        raise DataError(f"{path} does not match the model its config describes "
-                        f"(missing {len(missing)} tensors, unexpected {len(unexpected)})")
+    load_weights(model, ckpt.weights, f"{path} does not match the model its config describes")
     model.config = config
     return model.to(device).eval()

@@ -26,7 +26,7 @@ from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config
 from .data import DataInfo
 from .errors import DataError, UsageError
 from .events import RunEvents
-from .model import FrameModel, build_model
+from .model import FrameModel, build_model, load_weights
 from .plugin_manager import Components
 from .tasks import evaluate, training_loss
 
@@ -235,12 +235,19 @@ class Runner:
         ckpt = checkpoint.load(path, "cpu")
         if _weights_spec(ckpt.config.get("model")) != _weights_spec(self.config.to_dict()["model"]):
             raise UsageError(f"--resume: {path} was trained with a different model config; use another run.dir")
-        missing, unexpected = self.model.load_state_dict(ckpt.weights, strict=False)
-        if missing or unexpected:
-            raise DataError(f"{path} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        load_weights(self.model, ckpt.weights, f"{path} does not fit this model")
         _restore_train_state(self.optimizer, ckpt.train_state, self.device)
         self.best = ckpt.extra.get("best")
         return ckpt.step
+
+    def _init_weights(self) -> None:
+        """``train.init``: the weights of another run, e.g. a shipped checkpoint, to fine-tune from."""
+        path = self.config.train.init
+        ckpt = checkpoint.load(path, "cpu")
+        if _weights_spec(ckpt.config.get("model")) != _weights_spec(self.config.to_dict()["model"]):
+            raise UsageError(f"train.init: {path} was trained with a different model config; "
+                             f"train with the model section it was trained with, or drop train.init")
+        load_weights(self.model, ckpt.weights, f"train.init: {path} does not fit this model")
 
     def _forget_metrics_after(self, step: int) -> None:
         """Drop the evaluations logged after ``step``: a run killed after them resumes before them and
@@ -304,6 +311,8 @@ class Runner:
             if overwrite and not resume:
                 run_dir.clear_results(self.dir)
         start = self._resume() if resume else 0
+        if not resume and self.config.train.init is not None:
+            self._init_weights()
         if self.is_main:
             if resume:
                 self._forget_metrics_after(start)

@@ -150,6 +150,36 @@ def test_resume_refuses_other_weights_but_takes_an_evaluation_option(config_path
     assert ckpt.step == 4 and ckpt.config["model"]["flip_tta"] is True
 
 
+def test_init_fine_tunes_from_another_runs_weights(config_path, tmp_path):
+    base = load_config(config_path, ["train.max_steps=100", "train.eval_every=100", "train.warmup=0"])
+    trained = run_config(base, components_for(base))
+    assert trained["mse"] < 4.0  # a random init scores about 6
+    best = tmp_path / "run" / "best.safetensors"
+    # A learning rate too small to move the weights: the first evaluation scores the weights it started from.
+    tuned = load_config(config_path, [f"train.init={best}", "train.lr=1e-12", "train.max_steps=2",
+                                      "train.eval_every=2", f"run.dir={tmp_path / 'tuned'}"])
+    first = run_config(tuned, components_for(tuned))
+    assert first["mse"] == pytest.approx(trained["mse"], rel=1e-5)
+    # --resume continues from 'last' and never reads train.init again, even once that file is gone.
+    best.rename(tmp_path / "moved.safetensors")
+    longer = load_config(config_path, [f"train.init={best}", "train.lr=1e-12", "train.max_steps=4",
+                                       "train.eval_every=2", f"run.dir={tmp_path / 'tuned'}"])
+    run_config(longer, components_for(longer), resume=True)
+    assert checkpoint.load(tmp_path / "tuned" / "last.safetensors").step == 4
+
+
+def test_init_refuses_weights_of_another_model(config_path, tmp_path):
+    config = load_config(config_path, ["train.max_steps=2"])
+    run_config(config, components_for(config))
+    wider = load_config(config_path, [f"train.init={tmp_path / 'run' / 'last.safetensors'}",
+                                      "model.engine.hidden=[6]", f"run.dir={tmp_path / 'wider'}"])
+    with pytest.raises(UsageError, match="train.init: .* was trained with a different model config"):
+        run_config(wider, components_for(wider))
+    missing = load_config(config_path, [f"train.init={tmp_path / 'nope.safetensors'}", f"run.dir={tmp_path / 'x'}"])
+    with pytest.raises(DataError, match="checkpoint not found"):
+        run_config(missing, components_for(missing))
+
+
 def metric_steps(run) -> list[int]:
     return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
