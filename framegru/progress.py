@@ -15,12 +15,22 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
 
 
-class RichEvents(RunEvents):
-    """Shows a run on the terminal (stderr, so stdout stays clean for ``--json``)."""
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
-    def __init__(self, console: Console | None = None):
+
+class RichEvents(RunEvents):
+    """Shows a run on the terminal (stderr, so stdout stays clean for ``--json``).
+
+    Where stderr is not a terminal (``nohup``, a cluster's log file) a live bar draws nothing until the
+    end, so a plain progress line is printed every ``log_every_s`` seconds instead.
+    """
+
+    def __init__(self, console: Console | None = None, log_every_s: float = 60.0):
         self.console = console or Console(stderr=True)
         self.progress: Progress | None = None
+        self.log_every_s = log_every_s
 
     def start(self, runner: Any, start_step: int) -> None:
         cfg = runner.config
@@ -38,13 +48,23 @@ class RichEvents(RunEvents):
         )
         self.progress.start()
         self.task = self.progress.add_task("train", total=cfg.train.max_steps, completed=start_step, loss=float("nan"), speed=0.0)
-        self._tic, self._samples = time.perf_counter(), 0
+        self._tic, self._samples, self._steps = time.perf_counter(), 0, 0
+        self._logged = self._tic
+        self._total = cfg.train.max_steps
 
     def step(self, step: int, loss: float, lr: float, batch_size: int) -> None:
         self._samples += batch_size
-        speed = self._samples / max(time.perf_counter() - self._tic, 1e-9)
+        self._steps += 1
+        now = time.perf_counter()
+        elapsed = max(now - self._tic, 1e-9)
         if self.progress:
-            self.progress.update(self.task, completed=step, loss=loss, speed=speed)
+            self.progress.update(self.task, completed=step, loss=loss, speed=self._samples / elapsed)
+        if not self.console.is_terminal and now - self._logged >= self.log_every_s:
+            self._logged = now
+            eta = (self._total - step) * elapsed / self._steps
+            self.console.print(f"step {step}/{self._total}  loss {loss:.4f}  lr {lr:.3g}  "
+                               f"{self._samples / elapsed:.1f} samples/s  {elapsed / self._steps:.2f} s/step  "
+                               f"ETA {_clock(eta)}", highlight=False)
 
     def evaluated(self, step: int, metrics: dict[str, Any]) -> None:
         self.console.print(f"[cyan]eval @ {step}[/cyan]  {format_metrics(metrics)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -178,6 +179,33 @@ def test_init_refuses_weights_of_another_model(config_path, tmp_path):
     missing = load_config(config_path, [f"train.init={tmp_path / 'nope.safetensors'}", f"run.dir={tmp_path / 'x'}"])
     with pytest.raises(DataError, match="checkpoint not found"):
         run_config(missing, components_for(missing))
+
+
+def test_a_log_file_gets_plain_progress_lines(config_path):
+    from rich.console import Console
+
+    from framegru.progress import RichEvents
+
+    log = io.StringIO()  # not a terminal: a live bar would draw nothing there until the end
+    config = load_config(config_path, ["train.max_steps=3", "train.eval_every=3"])
+    run_config(config, components_for(config), events=RichEvents(Console(file=log, width=200), log_every_s=0))
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert "samples/s" in lines[0] and lines[-1].endswith("ETA 0:00:00")
+
+
+def test_cpu_bf16_on_a_cpu_without_bf16_says_so(config_path, monkeypatch):
+    notes = []
+
+    class Notes(RunEvents):
+        def note(self, message):
+            notes.append(message)
+
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    config = load_config(config_path, ["train.max_steps=1", "train.cpu_bf16=true"])
+    run_config(config, components_for(config), events=Notes())
+    assert any("set train.cpu_bf16=false" in note for note in notes)
 
 
 def metric_steps(run) -> list[int]:
