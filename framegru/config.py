@@ -83,7 +83,7 @@ class TrainConfig(Strict):
     # bf16 autocast on the CPU too: 1.6-1.9x faster training where the CPU has AVX-512 BF16 or AMX
     # (measured on this project's EPYC), slower where it has neither. Off: fp32, the numbers of record.
     cpu_bf16: bool = False
-    # Fine-tuning: start from the weights of this framegru checkpoint (same model config) instead of a
+    # Fine-tuning: start from the weights of this framegru checkpoint (every tensor must fit) instead of a
     # random init; the optimizer, schedule and step count start fresh. --resume ignores it (``last`` wins).
     init: Path | None = None
 

@@ -248,13 +248,13 @@ class Runner:
         return ckpt.step
 
     def _init_weights(self) -> None:
-        """``train.init``: the weights of another run, e.g. a shipped checkpoint, to fine-tune from."""
+        """``train.init``: the weights of another run, e.g. a shipped checkpoint, to fine-tune from.
+
+        Every tensor must fit, but options that leave the weights alone (dropout, flip_tta) may differ.
+        """
         path = self.config.train.init
-        ckpt = checkpoint.load(path, "cpu")
-        if _weights_spec(ckpt.config.get("model")) != _weights_spec(self.config.to_dict()["model"]):
-            raise UsageError(f"train.init: {path} was trained with a different model config; "
-                             f"train with the model section it was trained with, or drop train.init")
-        load_weights(self.model, ckpt.weights, f"train.init: {path} does not fit this model")
+        load_weights(self.model, checkpoint.load(path, "cpu").weights,
+                     f"train.init: {path} does not fit this model (use the model section it was trained with)")
 
     def _forget_metrics_after(self, step: int) -> None:
         """Drop the evaluations logged after ``step``: a run killed after them resumes before them and

@@ -169,12 +169,12 @@ def test_init_fine_tunes_from_another_runs_weights(config_path, tmp_path):
     assert checkpoint.load(tmp_path / "tuned" / "last.safetensors").step == 4
 
 
-def test_init_refuses_weights_of_another_model(config_path, tmp_path):
+def test_init_refuses_weights_that_do_not_fit(config_path, tmp_path):
     config = load_config(config_path, ["train.max_steps=2"])
     run_config(config, components_for(config))
     wider = load_config(config_path, [f"train.init={tmp_path / 'run' / 'last.safetensors'}",
                                       "model.engine.hidden=[6]", f"run.dir={tmp_path / 'wider'}"])
-    with pytest.raises(UsageError, match="train.init: .* was trained with a different model config"):
+    with pytest.raises(DataError, match="train.init: .* does not fit this model"):
         run_config(wider, components_for(wider))
     missing = load_config(config_path, [f"train.init={tmp_path / 'nope.safetensors'}", f"run.dir={tmp_path / 'x'}"])
     with pytest.raises(DataError, match="checkpoint not found"):
