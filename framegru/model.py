@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from .config import Config
 from .data import MAX_FRAME_PIXELS, DataInfo
 from .engine import ConvGRU, State, is_one_kernel, still_to_rows
-from .errors import UsageError
+from .errors import DataError, UsageError
 from .plugin_manager import Components
 
 TASKS = ("classify", "predict")
@@ -145,8 +145,6 @@ def check_fit(model: FrameModel, name: str) -> None:
 
 def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], mismatch: str) -> None:
     """Load ``weights`` into ``model`` exactly (every tensor, every shape), else DataError(``mismatch`` ...)."""
-    from .errors import DataError
-
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as exc:  # a tensor of the wrong shape
@@ -160,7 +158,6 @@ def load_model(path, components: Components, device: str | torch.device = "cpu")
     """Rebuild a model from a checkpoint alone: its config and data info travel in the metadata."""
     from . import checkpoint
     from .config import validate
-    from .errors import DataError
 
     ckpt = checkpoint.load(path, "cpu")
     try:
