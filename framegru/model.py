@@ -29,6 +29,9 @@ class FrameModel(nn.Module):
         super().__init__()
         self.backbone, self.engine, self.head, self.info = backbone, engine, head, info
         self.flip_tta = flip_tta
+        # U-Net style: a backbone that declares ``skip_channels`` also returns finer feature maps of each
+        # frame, which the head uses to draw the next frame sharply at full resolution.
+        self.skips = bool(getattr(backbone, "skip_channels", ()))
         self.task: str = head.task
         if self.task not in TASKS:
             raise UsageError(f"head declares task '{self.task}'; framegru knows {', '.join(TASKS)}")
@@ -39,10 +42,23 @@ class FrameModel(nn.Module):
             return self.rollout(batch["video"], self.info.context, teacher=teacher)
         return self.classify(batch)
 
-    def encode(self, video: Tensor) -> Tensor:
-        """``[B, T, C, H, W] -> [B, T, C', h, w]``: the backbone on all frames at once."""
+    def encode(self, video: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``[B, T, C, H, W] -> [B, T, C', h, w]`` and the skip maps ``[B, T, C_s, H_s, W_s]``: the backbone
+        on all frames at once."""
         b, t = video.shape[:2]
-        return self.backbone(video.flatten(0, 1)).unflatten(0, (b, t))
+        features, skips = self.features(video.flatten(0, 1))
+        return features.unflatten(0, (b, t)), [s.unflatten(0, (b, t)) for s in skips]
+
+    def features(self, frames: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The backbone on frames ``[N, C, H, W]``: features for the engine and skip maps for the head."""
+        if self.skips:
+            features, skips = self.backbone(frames)
+            return features, list(skips)
+        return self.backbone(frames), []
+
+    def decode(self, out: Tensor, skips: list[Tensor]) -> Tensor:
+        """The head on the engine's output ``[B, T, C'', h, w]`` (and the skip maps of the same frames)."""
+        return self.head(out, skips) if self.skips else self.head(out)
 
     def classify(self, batch: dict[str, Tensor]) -> Tensor:
         """Logits ``[B, K]`` for a batch of stills (run down their rows) or videos.
@@ -50,15 +66,17 @@ class FrameModel(nn.Module):
         With ``flip_tta`` an evaluating model averages each still's logits with its mirror image's.
         """
         if "image" not in batch:
-            out, _ = self.engine(self.encode(batch["video"]))
-            return self.head(out)
+            features, skips = self.encode(batch["video"])
+            out, _ = self.engine(features)
+            return self.decode(out, skips)
         logits = self._classify_rows(batch["image"])
         if self.flip_tta and not self.training:
             logits = (logits + self._classify_rows(batch["image"].flip(-1))) / 2
         return logits
 
     def _classify_rows(self, image: Tensor) -> Tensor:
-        out, _ = self.engine(still_to_rows(self.backbone(image)))  # rows: [B, h, C', 1, w]
+        features, _ = self.features(image)  # skip maps of a still have no rows to follow
+        out, _ = self.engine(still_to_rows(features))  # rows: [B, h, C', 1, w]
         return self.head(out)
 
     def rollout(self, video: Tensor, context: int, teacher: float = 0.0) -> Tensor:
@@ -69,8 +87,9 @@ class FrameModel(nn.Module):
         with probability ``teacher`` (scheduled sampling). Returns ``[B, T-1, C, H, W]``.
         """
         t_total = video.shape[1]
-        out, state = self.engine(self.encode(video[:, :context]))
-        preds = [self.head(out)]  # predictions of frames 1 .. context
+        features, skips = self.encode(video[:, :context])
+        out, state = self.engine(features)
+        preds = [self.decode(out, skips)]  # predictions of frames 1 .. context
         frame = preds[0][:, -1]
         for t in range(context, t_total - 1):
             if teacher > 0:
@@ -82,8 +101,9 @@ class FrameModel(nn.Module):
 
     def predict_next(self, frame: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Streaming: one frame ``[B, C, H, W]`` in, the predicted next frame and the new state out."""
-        y, state = self.engine.step(self.backbone(frame), state)
-        return self.head(y[:, None])[:, 0], state
+        features, skips = self.features(frame)
+        y, state = self.engine.step(features, state)
+        return self.decode(y[:, None], [s[:, None] for s in skips])[:, 0], state
 
 
 def engine_from_config(config: Config, in_channels: int, still: bool) -> ConvGRU:
@@ -109,9 +129,14 @@ def build_model(config: Config, components: Components, info: DataInfo) -> Frame
         spec.backbone.name, spec.backbone.options, key="model.backbone", in_channels=info.channels
     )
     engine = engine_from_config(config, backbone.out_channels, info.still)
+    skip_channels = list(getattr(backbone, "skip_channels", ()))
+    extra = {"skip_channels": skip_channels} if skip_channels else {}
+    if skip_channels and "skip_channels" not in components.heads.get(spec.head.name).options(()):
+        raise UsageError(f"model.backbone '{spec.backbone.name}' hands skip features to the head, but model.head "
+                         f"'{spec.head.name}' takes none: use a head with a skip_channels argument (e.g. 'decoder')")
     head = components.heads.build(
         spec.head.name, spec.head.options, key="model.head",
-        in_channels=engine.out_channels, info=info, stride=backbone.stride,
+        in_channels=engine.out_channels, info=info, stride=backbone.stride, **extra,
     )
     model = FrameModel(backbone, engine, head, info, flip_tta=spec.flip_tta)
     check_fit(model, f"model.backbone '{spec.backbone.name}' -> model.head '{spec.head.name}'")
