@@ -7,12 +7,14 @@ Nothing from a user's disk is ever unpickled. A checkpoint holds the model's wei
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import pickletools
 import struct
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,16 +44,16 @@ class Checkpoint:
     extra: dict[str, Any]
 
 
-def write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
-
-    A crash or a full disk leaves either the old file or the new one, never half of one.
-    """
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """A temporary path in ``path``'s folder to write to; on success it is fsynced and renamed over
+    ``path``, on any failure removed. A crash or a full disk leaves either the old file or the new
+    one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -59,6 +61,12 @@ def write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a safetensors file through :func:`atomic_output`."""
+    with atomic_output(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
 
 
 def unfinished_writes(folder: Path) -> list[Path]:

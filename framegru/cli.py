@@ -114,7 +114,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     components = components_for(args, config.plugins)
-    metrics = evaluate_checkpoint(config, components, args.checkpoint, args.data)
+    metrics = evaluate_checkpoint(config, components, args.checkpoint, args.data, args.save_predictions)
     if args.json:
         print_json(metrics)
     else:
@@ -150,6 +150,9 @@ def build_parser() -> Parser:
     p.add_argument("overrides", nargs="*", metavar="key.sub=value")
     p.add_argument("--checkpoint", required=True, help="safetensors checkpoint")
     p.add_argument("--data", help="evaluate on this file or folder instead of the config's test split")
+    p.add_argument("--save-predictions", metavar="FILE.npy",
+                   help="also write the outputs in the order of the data: predicted future frames, float32 "
+                        "[N, T_future, C, H, W] in [0, 1] (or a classifier's logits [N, K])")
     p.add_argument("--json", action="store_true", help="last stdout line: one JSON object of metrics")
     p.set_defaults(handler=cmd_eval)
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+from torch import Tensor
+
+from .checkpoint import atomic_output
 from .config import Config
 from .errors import DataError, UsageError
 from .model import load_model
@@ -12,9 +16,15 @@ from .runner import autocast_for, build_reader, eval_batches, pick_device
 from .tasks import evaluate
 
 
-def evaluate_checkpoint(config: Config, components: Components, checkpoint: str | Path, data: str | Path | None) -> dict:
+def evaluate_checkpoint(config: Config, components: Components, checkpoint: str | Path, data: str | Path | None,
+                        save_predictions: str | Path | None = None) -> dict:
     """Metrics of ``checkpoint`` on ``data`` (read by the config's reader through its ``path`` option),
-    or on the reader's ``test`` split when ``data`` is None."""
+    or on the reader's ``test`` split when ``data`` is None.
+
+    ``save_predictions``: also write the model's outputs, in the order of the data, to this ``.npy``
+    file: the predicted future frames ``float32 [N, T_future, C, H, W]`` in ``[0, 1]``, or the logits
+    ``[N, K]`` of a classifier.
+    """
     device = pick_device(config.train.device)
     model = load_model(checkpoint, components, device)
     reader = components.readers.get(config.data.reader.name)
@@ -34,4 +44,43 @@ def evaluate_checkpoint(config: Config, components: Components, checkpoint: str 
         raise DataError(f"the data has {len(info.classes)} classes, the checkpoint {len(expected.classes or [])}")
     if len(dataset) == 0:
         raise DataError("nothing to evaluate: the data set is empty")
-    return evaluate(model, eval_batches(dataset, config), device, autocast_for(device, config.train.amp))
+
+    def score(on_output=None) -> dict:
+        return evaluate(model, eval_batches(dataset, config), device, autocast_for(device, config.train.amp), on_output)
+
+    if save_predictions is None:
+        return score()
+    path = Path(save_predictions)
+    if path.suffix != ".npy":
+        raise UsageError(f"--save-predictions: {path} must end in .npy")
+    if path.is_dir():
+        raise UsageError(f"--save-predictions: {path} is a folder; give a file name ending in .npy")
+    with atomic_output(path) as tmp:
+        writer = _OutputWriter(tmp, len(dataset))
+        metrics = score(writer.append)
+        writer.close()
+    return metrics
+
+
+class _OutputWriter:
+    """Appends batches of outputs to a ``.npy`` file of ``total`` rows, made when the first one shows
+    its shape, without holding them all in memory."""
+
+    def __init__(self, path: Path, total: int):
+        self.path, self.total, self.rows, self.array = path, total, 0, None
+
+    def append(self, output: Tensor) -> None:
+        values = output.detach().float().cpu().numpy()
+        if values.ndim == 5:  # frames: what the metrics scored, in [0, 1]
+            values = values.clip(0.0, 1.0)
+        if self.array is None:
+            self.array = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float32,
+                                                   shape=(self.total, *values.shape[1:]))
+        self.array[self.rows : self.rows + len(values)] = values
+        self.rows += len(values)
+
+    def close(self) -> None:
+        if self.array is None or self.rows != self.total:
+            raise DataError(f"--save-predictions: the evaluation gave {self.rows} outputs for {self.total} items")
+        self.array.flush()
+        del self.array

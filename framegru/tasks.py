@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +30,12 @@ def future_frames(model: FrameModel, video: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: FrameModel, batches: Iterable[dict[str, Tensor]], device: torch.device, autocast) -> dict[str, float]:
-    """Score ``model`` on ``batches``: MSE/MAE/SSIM/PSNR for prediction, accuracy for classification."""
+def evaluate(model: FrameModel, batches: Iterable[dict[str, Tensor]], device: torch.device, autocast,
+             on_output: Callable[[Tensor], None] | None = None) -> dict[str, float]:
+    """Score ``model`` on ``batches``: MSE/MAE/SSIM/PSNR for prediction, accuracy for classification.
+
+    ``on_output`` sees each batch's output in order: the predicted future frames or the logits.
+    """
     was_training = model.training
     model.eval()
     metrics = PredictionMetrics() if model.task == "predict" else ClassifyMetrics()
@@ -39,9 +43,12 @@ def evaluate(model: FrameModel, batches: Iterable[dict[str, Tensor]], device: to
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast():
             if model.task == "predict":
-                context = model.info.context
-                metrics.update(future_frames(model, batch["video"]), batch["video"][:, context:])
+                output = future_frames(model, batch["video"])
+                metrics.update(output, batch["video"][:, model.info.context :])
             else:
-                metrics.update(model.classify(batch), batch["label"])
+                output = model.classify(batch)
+                metrics.update(output, batch["label"])
+            if on_output is not None:
+                on_output(output)
     model.train(was_training)
     return metrics.result()

@@ -57,3 +57,12 @@ def still_checkpoint(tmp_path_factory, still_tree) -> Path:
     config = write_config(work / "tiny.yaml", tiny_rows_config(still_tree, work / "run", max_steps=30))
     assert main(["run", str(config)]) == 0
     return work / "run" / "best.safetensors"
+
+
+@pytest.fixture(scope="session")
+def moving_mnist_sequences(data_root) -> torch.Tensor:
+    """Eight Moving MNIST test-digit sequences ``[8, 20, 1, 64, 64]`` from the built-in reader."""
+    from framegru_plugins.readers.moving_mnist import MovingMNIST
+
+    dataset = MovingMNIST(root=data_root, split="test")
+    return torch.stack([dataset[i]["video"] for i in range(8)])

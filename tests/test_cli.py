@@ -137,3 +137,37 @@ run: {{dir: {tmp_path / 'run'}, pictures: 0}}
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(metrics) >= {"mse", "mae", "ssim", "psnr", "sequences"} and metrics["sequences"] == 3
     assert 0 < metrics["mse"] < 64 * 64 and -1 <= metrics["ssim"] <= 1
+
+
+def test_eval_save_predictions_reproduces_the_metrics(tmp_path, data_root):
+    """The saved future frames, in the data's order, give back the MSE that eval printed."""
+    import numpy as np
+
+    from framegru_plugins.readers.moving_mnist import MovingMNIST, write_sequences
+
+    config = tmp_path / "mm.yaml"
+    config.write_text(f"""
+data: {{reader: {{name: moving_mnist, sequences: 4}}, root: {data_root}}}
+model: {{backbone: {{name: encoder, channels: [4, 8]}}, engine: {{hidden: 8, kernel: 3}}, head: {{name: decoder, width: 8}}}}
+train: {{max_steps: 2, batch_size: 2, eval_every: 2, device: cpu}}
+run: {{dir: {tmp_path / 'run'}, pictures: 0}}
+""")
+    assert main(["run", str(config)]) == 0
+    npy, out = tmp_path / "seq.npy", tmp_path / "pred.npy"
+    write_sequences(MovingMNIST(root=data_root, split="test", sequences=4), npy)
+    result = framegru("eval", config, "--checkpoint", tmp_path / "run" / "last.safetensors", "--data", npy,
+                      "--save-predictions", out, "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    pred = np.load(out)
+    assert pred.shape == (4, 10, 1, 64, 64) and pred.dtype == np.float32
+    assert 0.0 <= pred.min() and pred.max() <= 1.0
+    truth = np.load(npy).transpose(1, 0, 2, 3)[:, 10:, None].astype(np.float64) / 255.0  # [20, N, H, W] layout
+    assert abs(((pred - truth) ** 2).sum(axis=(2, 3, 4)).mean() - metrics["mse"]) < 1e-3 * metrics["mse"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+def test_eval_save_predictions_needs_a_npy_name(tmp_path, still_checkpoint):
+    result = framegru("eval", still_checkpoint.parent / "config.yaml", "--checkpoint", still_checkpoint,
+                      "--save-predictions", tmp_path / "out.txt")
+    assert result.returncode == 2 and "must end in .npy" in result.stderr and "Traceback" not in result.stderr
