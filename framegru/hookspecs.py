@@ -13,9 +13,16 @@ Factories are called with keyword arguments only:
   ``"label"`` (int) for classification.
 * backbone: ``factory(*, in_channels: int, **options) -> nn.Module`` mapping ``[N, C, H, W]`` to
   ``[N, out_channels, H / stride, W / stride]``, with ``out_channels`` and ``stride`` attributes.
+  A backbone may also hand finer feature maps of each frame to the head (U-Net skips): it then has a
+  non-empty ``skip_channels`` tuple, and returns ``(features, skips)`` where ``skips[i]`` is
+  ``[N, skip_channels[i], H_i, W_i]``, finest first. Frame by frame (``predict``, ``webcam``) the
+  head gets the skip maps of the frame the ConvGRU has just read.
 * head: ``factory(*, in_channels: int, info: DataInfo, stride: int, **options) -> nn.Module`` with a
   ``task`` attribute: ``"classify"`` (``[B, T, C, h, w] -> logits [B, K]``) or ``"predict"``
-  (``[B, T, C, h, w] -> next frames [B, T, C_img, H, W]`` in ``[0, 1]``).
+  (``[B, T, C, h, w] -> next frames [B, T, C_img, H, W]`` in ``[0, 1]``). Behind a backbone with
+  ``skip_channels`` the factory also gets ``skip_channels=`` and the head is called as
+  ``head(x, skips)`` with each skip map ``[B, T, C_i, H_i, W_i]``; a head without that argument is
+  refused with such a backbone, in one line.
 
 Every other keyword of a factory is an option a config may set; an unknown option is an error.
 """
