@@ -22,9 +22,15 @@ def test_backbone_contract(name, channels):
     backbone = COMPONENTS.backbones.build(name, TINY.get(name, {}), key="test", in_channels=channels)
     x = torch.rand(2, channels, 16, 16, requires_grad=True)
     y = backbone(x)
+    skips: list[torch.Tensor] = []
+    if getattr(backbone, "skip_channels", ()):
+        y, skips = y
+        assert [s.shape[:2] for s in skips] == [(2, c) for c in backbone.skip_channels]
+        sizes = [s.shape[-1] for s in skips]
+        assert sizes == sorted(sizes, reverse=True) and sizes[-1] > 16 // backbone.stride, "finest first"
     assert y.shape == (2, backbone.out_channels, 16 // backbone.stride, 16 // backbone.stride)
-    assert torch.isfinite(y).all()
-    y.square().mean().backward()
+    assert torch.isfinite(y).all() and all(torch.isfinite(s).all() for s in skips)
+    (y.square().mean() + sum(s.square().mean() for s in skips)).backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
@@ -43,6 +49,21 @@ def test_head_contract(name):
     assert torch.isfinite(y).all()
     y.sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", [n for n in COMPONENTS.heads.names()
+                                  if "skip_channels" in COMPONENTS.heads.get(n).options()])
+def test_head_with_skip_maps_uses_them(name):
+    """A head that takes skip maps draws from them: their gradient is not zero."""
+    torch.manual_seed(0)
+    info = DataInfo(channels=1, height=8, width=8, context=2, future=2)
+    head = COMPONENTS.heads.build(name, {}, key="test", in_channels=5, info=info, stride=4, skip_channels=[3, 4])
+    x = torch.randn(2, 4, 5, 2, 2)
+    skips = [torch.randn(2, 4, 3, 8, 8, requires_grad=True), torch.randn(2, 4, 4, 4, 4, requires_grad=True)]
+    y = head.train()(x, skips)
+    assert y.shape == (2, 4, 1, 8, 8)
+    y.square().sum().backward()
+    assert all(s.grad.abs().sum() > 0 for s in skips)
 
 
 @pytest.mark.parametrize("name", COMPONENTS.readers.names())
