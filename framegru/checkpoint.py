@@ -29,6 +29,8 @@ FORMAT = "framegru-1"
 TRAIN_PREFIX = "train_state/"
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 TEMP_SUFFIX = ".tmp"  # of a checkpoint being written: ``.<name>.<random>.tmp`` beside it
+_UMASK = os.umask(0o022)  # read (setting it is the only way) at import, before any thread could create files
+os.umask(_UMASK)
 SNIFF_BYTES = 1024 * 1024  # what is read of a file to tell safetensors, pickle and garbage apart
 
 
@@ -53,6 +55,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private (0600); the file it becomes need not be
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .backends import OnnxModel, add_backend_argument, with_backend
 from .errors import DataError, UsageError
 from .model import FrameModel
 
@@ -23,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--checkpoint", metavar="CKPT", help="safetensors checkpoint of a still-image classifier "
                                         "(default: the shipped CIFAR-10 model)")
     p.add_argument("--topk", type=int, default=5, metavar="K", help="classes shown per image (default 5)")
+    add_backend_argument(p)
     p.add_argument("--json", action="store_true",
                    help='one JSON line per image: {"image", "label", "prob", "topk": [[label, prob], ...]}')
     p.set_defaults(handler=cmd_classify_still)
@@ -54,10 +56,9 @@ def load_classifier(args: argparse.Namespace, checkpoint_path: Path, device: tor
 
 
 @torch.no_grad()
-def top_classes(model: FrameModel, images: list[torch.Tensor], k: int) -> list[list[tuple[str, float]]]:
+def top_classes(model: FrameModel | OnnxModel, images: list[torch.Tensor], k: int) -> list[list[tuple[str, float]]]:
     """The ``k`` most probable classes of each image ``[C, H, W]``, best first."""
-    device = next(model.parameters()).device
-    probs = model.classify({"image": torch.stack(images).to(device)}).float().softmax(dim=1)
+    probs = model.classify({"image": torch.stack(images).to(model.device)}).float().softmax(dim=1)
     values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
     classes = model.info.classes
     return [[(classes[i], round(float(p), 6)) for p, i in zip(row_p.tolist(), row_i.tolist())]
@@ -81,6 +82,7 @@ def _print_table(image: str, ranked: list[tuple[str, float]]) -> None:
 def cmd_classify_still(args: argparse.Namespace) -> int:
     from .cli import print_json
     from .images import read_image
+    from .predict import model_threads
     from .runner import pick_device
 
     if args.topk < 1:
@@ -88,7 +90,7 @@ def cmd_classify_still(args: argparse.Namespace) -> int:
     path = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     if args.checkpoint is None and not path.is_file():
         raise DataError(f"the shipped CIFAR-10 checkpoint is missing ({path}); pass --checkpoint CKPT")
-    model = load_classifier(args, path, pick_device("auto"))
+    model = with_backend(load_classifier(args, path, pick_device("auto")), args.backend, model_threads())
     info = model.info
     status = 0
     for start in range(0, len(args.images), CHUNK):

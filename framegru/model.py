@@ -36,6 +36,11 @@ class FrameModel(nn.Module):
         if self.task not in TASKS:
             raise UsageError(f"head declares task '{self.task}'; framegru knows {', '.join(TASKS)}")
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are, and so where inputs go."""
+        return next(self.parameters()).device
+
     def forward(self, batch: dict[str, Tensor], teacher: float = 0.0) -> Tensor:
         """The task's output: predicted frames ``1 .. T-1`` (see :meth:`rollout`) or logits ``[B, K]``."""
         if self.task == "predict":

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .backends import OnnxModel, add_backend_argument, with_backend
 from .errors import DataError, UsageError
 from .model import FrameModel, load_model
 from .plugin_manager import Components
@@ -78,14 +79,14 @@ class PredictStats:
 
 
 @torch.inference_mode()
-def predict_video(model: FrameModel, source: str | Path, out: str | Path | None, *, fit: str = "crop",
+def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | Path | None, *, fit: str = "crop",
                   scale: int | None = None, max_frames: int | None = None) -> PredictStats:
     """Stream ``source`` through ``model`` and write ``input | prediction`` to ``out`` (None: no output).
 
     The video is converted to what the model expects (``model.info``: size, channels) by the decoder.
 
     Args:
-        model: a next-frame :class:`FrameModel`, in eval mode.
+        model: a next-frame :class:`FrameModel` in eval mode, or one run by ONNX Runtime (:mod:`.backends`).
         source: a video file.
         out: the side-by-side video to write.
         fit: ``crop`` (keep the aspect ratio) or ``stretch`` the frames to the model's size.
@@ -96,7 +97,7 @@ def predict_video(model: FrameModel, source: str | Path, out: str | Path | None,
         DataError: ``source`` cannot be decoded.
     """
     info = model.info
-    device = next(model.parameters()).device
+    device = model.device
     scale = scale or max(1, math.ceil(256 / info.height))
     blank = np.zeros((info.height, info.width, info.channels), np.uint8)
     model_seconds = 0.0
@@ -142,6 +143,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     torch.set_num_threads(model_threads(args.threads))
     try:
         model = open_model(args.checkpoint, components_for(args), pick_device(args.device), task="predict")
+        model = with_backend(model, args.backend, model_threads(args.threads))
         stats = predict_video(model, args.video, args.out, fit=args.fit, scale=args.scale, max_frames=args.max_frames)
     finally:
         torch.set_num_threads(threads)
@@ -165,5 +167,6 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores but one)")
+    add_backend_argument(p)
     p.add_argument("--json", action="store_true", help="last stdout line: one JSON object of frames and speeds")
     p.set_defaults(handler=cmd_predict)

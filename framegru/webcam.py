@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import torch
 
+from .backends import OnnxModel, add_backend_argument, with_backend
 from .camera import LiveCapture, fit_image
 from .errors import DataError, UsageError
 from .model import FrameModel
@@ -37,7 +38,8 @@ class LiveModel:
     """One frame in, the model's view of it out, state carried from call to call.
 
     Args:
-        model: a next-frame model, a video classifier or a still (rows) classifier.
+        model: a next-frame model, a video classifier or a still (rows) classifier; the first and the
+            last may also be run by ONNX Runtime (:mod:`.backends`).
         fit: how frames become the model's size: ``crop`` or ``stretch``.
 
     ``step(bgr)`` returns the predicted next frame ``uint8 [H, W, C]`` (predict) or class
@@ -45,10 +47,10 @@ class LiveModel:
     outputs (the clip length it was trained on), so memory stays constant.
     """
 
-    def __init__(self, model: FrameModel, fit: str = "crop"):
+    def __init__(self, model: FrameModel | OnnxModel, fit: str = "crop"):
         self.model, self.fit = model, fit
         self.info = model.info
-        self.device = next(model.parameters()).device
+        self.device = model.device
         self.state = None
         config = getattr(model, "config", None)
         frames = config.data.reader.options.get("frames") if config is not None else None
@@ -85,7 +87,7 @@ def _to_height(image: np.ndarray, height: int, nearest: bool = False) -> np.ndar
     return cv2.resize(image, (width, height), interpolation=mode)
 
 
-def annotate(live: np.ndarray, output: np.ndarray, model: FrameModel, status: str, height: int) -> np.ndarray:
+def annotate(live: np.ndarray, output: np.ndarray, model: FrameModel | OnnxModel, status: str, height: int) -> np.ndarray:
     """The annotated BGR frame: live (and predicted next frame) on top, a status bar below."""
     panel = _to_height(live, height)
     if model.task == "predict":
@@ -131,7 +133,7 @@ class WebcamStats:
         return statistics.median(self.latencies_ms) if self.latencies_ms else 0.0
 
 
-def run_webcam(model: FrameModel, capture: LiveCapture, *, window: bool, out: str | Path | None,
+def run_webcam(model: FrameModel | OnnxModel, capture: LiveCapture, *, window: bool, out: str | Path | None,
                max_frames: int | None = None, fit: str = "crop", snapshot: str | Path | None = None,
                height: int = 360, stop: threading.Event | None = None) -> WebcamStats:
     """Show and/or record ``capture`` annotated by ``model`` until it ends, ``max_frames``, q/Esc or ``stop``.
@@ -260,6 +262,7 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     try:
         torch.set_num_threads(model_threads(args.threads))
         model = open_model(args.checkpoint, components_for(args), pick_device(args.device), task=args.task)
+        model = with_backend(model, args.backend, model_threads(args.threads))
         with _StopOnSignal(stop):
             stats = run_webcam(model, capture, window=window, out=args.out, max_frames=args.max_frames,
                                fit=args.fit, snapshot=args.snapshot, stop=stop)
@@ -288,4 +291,5 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--fit", choices=FITS, default="crop", help="crop (keep the aspect ratio) or stretch to the model's size")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores but one)")
+    add_backend_argument(p)
     p.set_defaults(handler=cmd_webcam)

@@ -1,0 +1,111 @@
+"""What runs a model in ``predict``, ``webcam`` and ``classify-still``: PyTorch, or ONNX Runtime.
+
+At batch 1 a streaming step is a few small convolutions, and eager PyTorch spends more time dispatching
+them than computing; ONNX Runtime runs the same exported graph (:mod:`framegru.export`) with far less
+overhead per operator. :class:`OnnxModel` offers the two calls those commands make of a
+:class:`~framegru.model.FrameModel` (``predict_next`` and ``classify``), so they run either.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import export
+from .errors import UsageError
+from .model import FrameModel
+
+BACKENDS = ("torch", "onnxruntime")
+
+# The fastest backend per device type, from `framegru bench stream` and `framegru predict` A/B runs
+# (BENCHMARKS.md, "Streaming step"). CPU (2-core EPYC, the shipped Moving MNIST model, batch 1, one
+# thread): ONNX Runtime ran the step about 3x as fast as eager PyTorch. CUDA is not measured here: PyTorch
+# keeps the GPU (its step is a handful of cuDNN calls) until a measurement says otherwise.
+FASTEST: dict[str, str] = {"cpu": "onnxruntime", "cuda": "torch"}
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` for a command that runs a model."""
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="what runs the model (default: the fastest measured for the device: "
+                             + ", ".join(f"{device} {name}" for device, name in FASTEST.items()) + ")")
+
+
+def providers(device: torch.device) -> list[str]:
+    """ONNX Runtime execution providers for ``device``; UsageError when this ONNX Runtime lacks CUDA."""
+    import onnxruntime as ort
+
+    if device.type != "cuda":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise UsageError("--backend onnxruntime on CUDA needs the onnxruntime-gpu package (this ONNX Runtime "
+                         "has no CUDAExecutionProvider): install it, or use --backend torch")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+class OnnxModel:
+    """A :class:`FrameModel`'s exported ``kind`` graph in an ONNX Runtime session, built once.
+
+    Args:
+        model: the model to export (only its ``info``, ``task`` and ``config`` are kept).
+        kind: ``step`` (``predict_next``) or ``still`` (``classify`` on stills); see :mod:`framegru.export`.
+        threads: ONNX Runtime's intra-op threads.
+        device: ``cuda`` runs on ONNX Runtime's CUDA provider, with inputs and outputs on the CPU.
+
+    Tensors go in and come out on the CPU, shared with NumPy without a copy.
+    """
+
+    def __init__(self, model: FrameModel, kind: str, threads: int, device: torch.device | None = None):
+        import onnxruntime as ort
+
+        self.info, self.task, self.kind = model.info, model.task, kind
+        self.config = getattr(model, "config", None)
+        self.device = torch.device("cpu")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: no notes on stderr about providers or shapes
+        self.session = ort.InferenceSession(export.onnx_bytes(model, kind), options,
+                                            providers=providers(device or model.device))
+        self.state_inputs = [i.name for i in self.session.get_inputs()][1:]
+        self.state_shapes = [tuple(i.shape[1:]) for i in self.session.get_inputs()][1:]
+
+    def predict_next(self, frame: Tensor, state: list[np.ndarray] | None = None) -> tuple[Tensor, list[np.ndarray]]:
+        """As :meth:`FrameModel.predict_next`: ``[B, C, H, W]`` in, the next frame and the new state out."""
+        x = np.ascontiguousarray(frame.detach().cpu().numpy(), dtype=np.float32)
+        if state is None:  # the start of a video: zero states
+            state = [np.zeros((x.shape[0], *shape), np.float32) for shape in self.state_shapes]
+        outputs = self.session.run(None, {"frame": x, **dict(zip(self.state_inputs, state))})
+        return torch.from_numpy(outputs[0]), outputs[1:]
+
+    def classify(self, batch: dict[str, Tensor]) -> Tensor:
+        """As :meth:`FrameModel.classify` for stills: logits ``[B, K]`` of ``batch["image"]``."""
+        if self.kind != "still" or "image" not in batch:
+            raise TypeError("this ONNX session classifies stills only")
+        x = np.ascontiguousarray(batch["image"].detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run(None, {"image": x})[0])
+
+
+def fastest(device: torch.device) -> str:
+    """The backend :data:`FASTEST` holds for ``device``'s type (torch for unknown types)."""
+    return FASTEST.get(device.type, "torch")
+
+
+def with_backend(model: FrameModel, backend: str | None, threads: int) -> FrameModel | OnnxModel:
+    """``model`` run by ``backend`` (None: :func:`fastest` for its device).
+
+    A model the ONNX path cannot serve (a video classifier, whose live view pools a window of steps)
+    stays with PyTorch when the backend was not asked for; asked for, that is a UsageError.
+    """
+    name = backend or fastest(model.device)
+    if name == "torch":
+        return model
+    if model.task == "classify" and not model.info.still:
+        if backend is None:
+            return model
+        raise UsageError("--backend onnxruntime runs next-frame models and still classifiers; "
+                         "a video classifier's live view needs --backend torch")
+    return OnnxModel(model, export.default_kind(model), threads)
