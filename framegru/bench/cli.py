@@ -12,6 +12,7 @@ from .. import timing
 from ..errors import UsageError
 from .decode import DEFAULT_VIDEO, bench_decode, default_video
 from .engine import DTYPES, EngineSizes, bench_engine
+from .stream import bench_stream, load_stream_model
 from .train import TRAIN_OVERRIDES, bench_train
 
 
@@ -58,6 +59,19 @@ def _print(result: dict) -> None:
         stdout.print(table)
         for name, note in result["notes"].items():
             stdout.print(f"{name}: {note}")
+    elif result["benchmark"] == "stream":
+        for col in ("backend", "ms/frame", "frames/s", "CPU ms/frame", "GFLOP/s", "roof", "vs torch"):
+            table.add_column(col)
+        for name, e in result["backends"].items():
+            ratio = result["speedup_vs_torch"].get(name)
+            table.add_row(name, f"{e['latency_ms']:.3f}", f"{e['fps']:.1f}", f"{e['cpu_latency_ms']:.3f}",
+                          f"{e['gflops']:.1f}", f"{e['roofline_fraction']:.0%}", f"{ratio:.2f}x" if ratio else "")
+        stdout.print(table)
+        roof, gemm = result["roofline"], result["gemm"]
+        stdout.print(f"roofline: {roof['gflops']:.1f} GFLOP/s ({roof['conv']}, best: {roof['best_format']}); "
+                     f"peak: {gemm['gflops']:.1f} GFLOP/s ({gemm['what']})")
+        stdout.print(f"batch 1, {result['frames']} frames a run, {result['threads']} thread(s), frame "
+                     f"{result['frame_shape']}, states {result['state_shapes']}, {result['step_gflop']} GFLOP a step")
     else:
         for col in ("model", "median s", "sequences/s", "peak MiB (1 step)"):
             table.add_column(col)
@@ -72,7 +86,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.repeats < 1 or (args.threads is not None and args.threads < 1):
         raise UsageError(f"--repeats and --threads must be at least 1, got {args.repeats} and {args.threads}")
-    if args.threads:
+    if args.threads and args.which != "stream":  # stream sets torch's and ONNX Runtime's threads alike
         torch.set_num_threads(args.threads)
     if args.which == "engine":
         sizes = EngineSizes(args.batch, args.time, args.channels, args.size, args.size, args.hidden, args.kernel,
@@ -82,6 +96,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.kernel % 2 == 0:
             raise UsageError("bench engine: --kernel must be odd (the textbook pads k // 2 on each side)")
         result = bench_engine(sizes, pick_device(args.device), args.repeats, args.warmup, args.variants, args.compile)
+    elif args.which == "stream":
+        from ..predict import model_threads
+
+        device = pick_device(args.device)
+        result = bench_stream(load_stream_model(args, device), args.repeats, args.frames,
+                              model_threads(args.threads), args.compile)
     elif args.which == "decode":
         result = bench_decode(Path(args.video) if args.video else default_video(), args.repeats, args.decode_threads)
     else:
@@ -95,12 +115,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("bench", parents=[common], help="benchmark the engine, video decoding or training")
-    p.add_argument("which", choices=["engine", "decode", "train"], help="what to measure")
+    p = sub.add_parser("bench", parents=[common], help="benchmark the engine, video decoding, training or the streaming step per backend")
+    p.add_argument("which", choices=["engine", "decode", "train", "stream"], help="what to measure")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions (medians are reported)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads (default: torch's choice; stream: all cores but one, as predict uses)")
     g = p.add_argument_group("engine")
     g.add_argument("--batch", type=int, default=8)
     g.add_argument("--time", type=int, default=10, help="time steps")
@@ -112,7 +133,10 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     g.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     g.add_argument("--variants", action="store_true", help="also time every plan the engine could run")
     g.add_argument("--compile", action="store_true",
-                   help="with --variants: include the torch.compile'd step (slow to compile)")
+                   help="engine with --variants, and stream: include the torch.compile'd step (slow to compile)")
+    g = p.add_argument_group("stream")
+    g.add_argument("--checkpoint", help="streaming checkpoint (default: the shipped Moving MNIST model)")
+    g.add_argument("--frames", type=int, default=100, help="frames stepped per timed run, batch 1")
     g = p.add_argument_group("decode")
     g.add_argument("--video", help=f"video file (default: {DEFAULT_VIDEO.name} from the shared data)")
     g.add_argument("--decode-threads", type=int, default=0, help="decoder threads (0: one per core)")

@@ -85,7 +85,7 @@ def _runner(model: torch.nn.Module, x: torch.Tensor, train: bool, s: EngineSizes
     return step if train else infer
 
 
-def _roofline(s: EngineSizes, device: torch.device, train: bool) -> tuple[dict, float]:
+def conv_roofline(s: EngineSizes, device: torch.device, train: bool) -> tuple[dict, float]:
     """Runs of the engine's largest convolution, an input projection ``hidden -> 3*hidden`` over all
     ``batch*time`` frames, in both memory formats; returns them and their FLOPs."""
     c = s.hidden[0]
@@ -106,6 +106,13 @@ def _roofline(s: EngineSizes, device: torch.device, train: bool) -> tuple[dict, 
         runs[name] = run
     flops = 2.0 * s.batch * s.time * s.height * s.width * c * 3 * c * s.kernel**2
     return runs, flops * (3 if train else 1)
+
+
+def best_roofline(times: dict[str, timing.Samples], roof_runs: dict, roof_flops: float) -> tuple[str, dict]:
+    """The fastest memory format of :func:`conv_roofline`'s runs, and its FLOP/s by wall clock and CPU time."""
+    best = min(roof_runs, key=lambda n: statistics.median(times[n].wall))
+    return best, {"wall": roof_flops / statistics.median(times[best].wall),
+                  "cpu": roof_flops / statistics.median(times[best].cpu)}
 
 
 def _rate(samples: timing.Samples, flops: float, roof: dict) -> dict:
@@ -129,11 +136,9 @@ def bench_engine(s: EngineSizes, device: torch.device, repeats: int = 5, warmup:
     result: dict = {"benchmark": "engine", "machine": timing.machine(device), "sizes": asdict(s), "plan": asdict(plan)}
     for mode, train in (("inference", False), ("training", True)):
         fns = {name: _runner(m, x, train, s, device) for name, m in models.items()}
-        roof_runs, roof_flops = _roofline(s, device, train)
+        roof_runs, roof_flops = conv_roofline(s, device, train)
         times = timing.interleaved({**fns, **roof_runs}, device, repeats, warmup)
-        best = min(roof_runs, key=lambda n: statistics.median(times[n].wall))
-        roof = {"wall": roof_flops / statistics.median(times[best].wall),
-                "cpu": roof_flops / statistics.median(times[best].cpu)}
+        best, roof = best_roofline(times, roof_runs, roof_flops)
         result[mode] = {
             "engine": _rate(times["engine"], engine_flops[1 if train else 0], roof),
             "textbook": _rate(times["textbook"], book_flops[1 if train else 0], roof),
