@@ -34,6 +34,7 @@ from .checkpoint import atomic_output
 from .engine import Plan
 from .errors import DataError, UsageError
 from .model import FrameModel
+from .timing import silenced
 
 KINDS = ("step", "still")
 FORMATS = {".onnx": "onnx", ".pt2": "pt2"}
@@ -156,8 +157,10 @@ def onnx_bytes(model: FrameModel, kind: str) -> bytes:
     axes = {name: {0: "batch"} for name in inputs + outputs}
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # tracer notes about Python values; the tests check the values
+        # Silenced: tracer warnings about Python values (the tests check the values), and the exporter's C++
+        # log, which prints the whole graph to stdout when an operator cannot be exported.
+        with warnings.catch_warnings(), torch.no_grad(), silenced(1, 2):
+            warnings.simplefilter("ignore")
             torch.onnx.export(module, args, buffer, input_names=inputs, output_names=outputs, dynamic_axes=axes,
                               opset_version=OPSET, dynamo=False)
     except Exception as exc:  # the exporter raises many types; all mean the same to the user

@@ -73,17 +73,21 @@ def paired_ratio(slow: list[float], fast: list[float]) -> float:
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
-    """Silence file descriptor 2: the profiler's C++ side logs its start and stop there."""
+def silenced(*fds: int):
+    """Silence file descriptors (e.g. 2, stderr): C++ code (the profiler, the ONNX exporter) logs there,
+    out of reach of Python's ``sys.stderr``."""
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = [os.dup(fd) for fd in fds]
     try:
         with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
+            for fd in fds:
+                os.dup2(null.fileno(), fd)
             yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, copy in zip(fds, saved):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def cpu_peak_bytes(fn: Callable[[], object]) -> int:
@@ -94,7 +98,7 @@ def cpu_peak_bytes(fn: Callable[[], object]) -> int:
     """
     from torch.profiler import ProfilerActivity, profile
 
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with silenced(2), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
     total = peak = 0
