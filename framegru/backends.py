@@ -46,6 +46,17 @@ def providers(device: torch.device) -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
+def session(onnx: bytes, threads: int, device: torch.device):
+    """An ONNX Runtime session of the serialized model ``onnx`` with ``threads`` intra-op threads on ``device``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: no notes on stderr about providers or shapes
+    return ort.InferenceSession(onnx, options, providers=providers(device))
+
+
 class OnnxModel:
     """A :class:`FrameModel`'s exported ``kind`` graph in an ONNX Runtime session, built once.
 
@@ -59,17 +70,10 @@ class OnnxModel:
     """
 
     def __init__(self, model: FrameModel, kind: str, threads: int, device: torch.device | None = None):
-        import onnxruntime as ort
-
         self.info, self.task, self.kind = model.info, model.task, kind
         self.config = getattr(model, "config", None)
         self.device = torch.device("cpu")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: no notes on stderr about providers or shapes
-        self.session = ort.InferenceSession(export.onnx_bytes(model, kind), options,
-                                            providers=providers(device or model.device))
+        self.session = session(export.onnx_bytes(model, kind), threads, device or model.device)
         self.state_inputs = [i.name for i in self.session.get_inputs()][1:]
         self.state_shapes = [tuple(i.shape[1:]) for i in self.session.get_inputs()][1:]
 

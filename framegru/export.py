@@ -144,6 +144,24 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def to_onnx(module: nn.Module, args: tuple[Tensor, ...], inputs: list[str], outputs: list[str],
+            batch_axis: bool = False) -> bytes:
+    """``module`` traced on ``args`` as serialized ONNX (opset :data:`OPSET`); dimension 0 dynamic if asked.
+
+    PyTorch's TorchScript-based exporter (``dynamo=False``): it needs no extra package (the dynamo-based
+    one needs onnxscript) and traces the step, plain tensor code without control flow on values, exactly.
+    """
+    axes = {name: {0: "batch"} for name in inputs + outputs} if batch_axis else None
+    buffer = io.BytesIO()
+    # Silenced: tracer warnings about Python values and the legacy exporter's deprecation note (the tests
+    # check the values), and its C++ log, which prints the whole graph when an operator cannot be exported.
+    with warnings.catch_warnings(), torch.no_grad(), silenced(1, 2):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, buffer, input_names=inputs, output_names=outputs, dynamic_axes=axes,
+                          opset_version=OPSET, dynamo=False)
+    return buffer.getvalue()
+
+
 def onnx_bytes(model: FrameModel, kind: str) -> bytes:
     """``model``'s ``kind`` graph as a serialized ONNX model with :func:`metadata`.
 
@@ -154,18 +172,11 @@ def onnx_bytes(model: FrameModel, kind: str) -> bytes:
     import onnx
 
     module, args, inputs, outputs = graph(model, kind)
-    axes = {name: {0: "batch"} for name in inputs + outputs}
-    buffer = io.BytesIO()
     try:
-        # Silenced: tracer warnings about Python values (the tests check the values), and the exporter's C++
-        # log, which prints the whole graph to stdout when an operator cannot be exported.
-        with warnings.catch_warnings(), torch.no_grad(), silenced(1, 2):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, args, buffer, input_names=inputs, output_names=outputs, dynamic_axes=axes,
-                              opset_version=OPSET, dynamo=False)
+        data = to_onnx(module, args, inputs, outputs, batch_axis=True)
     except Exception as exc:  # the exporter raises many types; all mean the same to the user
         raise UsageError(f"{_describe(model)} cannot be exported to ONNX: {_reason(exc)}") from exc
-    proto = onnx.load_from_string(buffer.getvalue())
+    proto = onnx.load_from_string(data)
     for key, value in metadata(model, kind).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

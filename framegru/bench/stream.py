@@ -38,20 +38,14 @@ def step_flops(model: FrameModel) -> float:
 def onnx_conv_run(sizes: EngineSizes, threads: int):
     """The roofline's convolution (see :func:`.engine.conv_roofline`) run by ONNX Runtime: at batch 1 a
     PyTorch convolution is itself partly dispatch overhead, so the roofline is the faster of the two."""
-    import io
-
-    import onnxruntime as ort
+    from ..backends import session
 
     c = sizes.hidden[0]
     conv = torch.nn.Conv2d(c, 3 * c, sizes.kernel, padding=sizes.kernel // 2)
     x = torch.randn(sizes.batch * sizes.time, c, sizes.height, sizes.width)
-    buffer = io.BytesIO()
-    torch.onnx.export(conv, (x,), buffer, input_names=["x"], opset_version=export.OPSET, dynamo=False)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    runner = session(export.to_onnx(conv, (x,), ["x"], ["y"]), threads, torch.device("cpu"))
     feed = {"x": x.numpy()}
-    return lambda: session.run(None, feed)
+    return lambda: runner.run(None, feed)
 
 
 def _steppers(model: FrameModel, frames: list[torch.Tensor], threads: int, compile_step: bool) -> dict:
