@@ -60,16 +60,19 @@ def _print(result: dict) -> None:
         for name, note in result["notes"].items():
             stdout.print(f"{name}: {note}")
     elif result["benchmark"] == "stream":
-        for col in ("backend", "ms/frame", "frames/s", "CPU ms/frame", "GFLOP/s", "roof", "vs torch"):
+        table.add_column("backend", no_wrap=True)
+        for col in ("ms", "fps", "CPU ms", "GFLOP/s", "roof", "roof CPU", "peak CPU", "speed-up"):
             table.add_column(col)
         for name, e in result["backends"].items():
             ratio = result["speedup_vs_torch"].get(name)
             table.add_row(name, f"{e['latency_ms']:.3f}", f"{e['fps']:.1f}", f"{e['cpu_latency_ms']:.3f}",
-                          f"{e['gflops']:.1f}", f"{e['roofline_fraction']:.0%}", f"{ratio:.2f}x" if ratio else "")
+                          f"{e['gflops']:.1f}", f"{e['roofline_fraction']:.0%}", f"{e['roofline_fraction_cpu']:.0%}",
+                          f"{e['peak_fraction_cpu']:.0%}", f"{ratio:.2f}x" if ratio else "")
         stdout.print(table)
         roof, gemm = result["roofline"], result["gemm"]
-        stdout.print(f"roofline: {roof['gflops']:.1f} GFLOP/s ({roof['conv']}, best: {roof['best_format']}); "
-                     f"peak: {gemm['gflops']:.1f} GFLOP/s ({gemm['what']})")
+        stdout.print(f"roofline: {roof['gflops']:.1f} GFLOP/s, {roof['gflops_cpu']:.1f} by CPU time ({roof['conv']}, "
+                     f"best: {roof['best_format']}); peak: {gemm['gflops']:.1f} GFLOP/s, {gemm['gflops_cpu']:.1f} by CPU "
+                     f"time ({gemm['what']})")
         stdout.print(f"batch 1, {result['frames']} frames a run, {result['threads']} thread(s), frame "
                      f"{result['frame_shape']}, states {result['state_shapes']}, {result['step_gflop']} GFLOP a step")
     else:

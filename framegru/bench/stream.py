@@ -35,17 +35,38 @@ def step_flops(model: FrameModel) -> float:
     return float(counter.get_total_flops())
 
 
-def onnx_conv_run(sizes: EngineSizes, threads: int):
-    """The roofline's convolution (see :func:`.engine.conv_roofline`) run by ONNX Runtime: at batch 1 a
-    PyTorch convolution is itself partly dispatch overhead, so the roofline is the faster of the two."""
+def onnx_run(module: torch.nn.Module, x: torch.Tensor, threads: int):
+    """A function running ``module`` on ``x`` in ONNX Runtime on the CPU (for the roofline and the peak)."""
     from ..backends import session
 
-    c = sizes.hidden[0]
-    conv = torch.nn.Conv2d(c, 3 * c, sizes.kernel, padding=sizes.kernel // 2)
-    x = torch.randn(sizes.batch * sizes.time, c, sizes.height, sizes.width)
-    runner = session(export.to_onnx(conv, (x,), ["x"], ["y"]), threads, torch.device("cpu"))
+    runner = session(export.to_onnx(module, (x,), ["x"], ["y"]), threads, torch.device("cpu"))
     feed = {"x": x.numpy()}
     return lambda: runner.run(None, feed)
+
+
+class _Product(torch.nn.Module):
+    def __init__(self, b: torch.Tensor):
+        super().__init__()
+        self.b = torch.nn.Parameter(b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.b
+
+
+def reference_runs(sizes: EngineSizes, device: torch.device, threads: int) -> tuple[dict, float, dict]:
+    """The roofline's convolution runs (:func:`.engine.conv_roofline`, plus ONNX Runtime's on a CPU: at
+    batch 1 a PyTorch convolution is itself partly dispatch overhead, so the faster counts) with their
+    FLOPs, and the large matrix product's runs, in PyTorch and ONNX Runtime (whose AVX-512 kernels may be
+    the faster)."""
+    roof_runs, roof_flops = conv_roofline(sizes, device, train=False)
+    a, b = torch.randn(GEMM, GEMM, device=device), torch.randn(GEMM, GEMM, device=device)
+    gemm = {"gemm torch": lambda: torch.mm(a, b)}
+    if device.type == "cpu":
+        c = sizes.hidden[0]
+        conv = torch.nn.Conv2d(c, 3 * c, sizes.kernel, padding=sizes.kernel // 2)
+        roof_runs["roofline onnxruntime"] = onnx_run(conv, torch.randn(1, c, sizes.height, sizes.width), threads)
+        gemm["gemm onnxruntime"] = onnx_run(_Product(b.cpu()), a.cpu(), threads)
+    return roof_runs, roof_flops, gemm
 
 
 def _steppers(model: FrameModel, frames: list[torch.Tensor], threads: int, compile_step: bool) -> dict:
@@ -103,28 +124,25 @@ def bench_stream(model: FrameModel, repeats: int = 5, frames: int = 100, threads
     kernel = model.engine.layers[0].kernel_size[0]
     sizes = EngineSizes(batch=1, time=1, channels=model.engine.hidden_channels[0], height=hidden_h, width=hidden_w,
                         hidden=[model.engine.hidden_channels[0]], kernel=kernel)
-    roof_runs, roof_flops = conv_roofline(sizes, device, train=False)
-    if device.type == "cpu":
-        roof_runs["roofline onnxruntime"] = onnx_conv_run(sizes, threads)
-    a, b = torch.randn(GEMM, GEMM, device=device), torch.randn(GEMM, GEMM, device=device)
-    gemm = {"gemm": lambda: torch.mm(a, b)}  # what the hardware does when overhead and shape are no limit
+    roof_runs, roof_flops, gemm = reference_runs(sizes, device, threads)
     with torch.inference_mode():
         times = timing.interleaved({**fns, **roof_runs, **gemm}, device, repeats, warmup=1)
     best, roof = best_roofline(times, roof_runs, roof_flops)
     flops = step_flops(model)
-    gemm_rate = 2.0 * GEMM**3 / timing.summary(times["gemm"])["median_s"]
+    gemm_best, peak = best_roofline(times, gemm, 2.0 * GEMM**3)
     result: dict = {"benchmark": "stream", "machine": timing.machine(device), "frames": frames, "batch": 1,
                     "threads": threads, "frame_shape": [info.channels, info.height, info.width],
                     "state_shapes": export.state_shapes(model), "step_gflop": round(flops / 1e9, 4),
                     "backends": {}}
     for name in fns:
         entry = timing.summary(times[name])
-        per_frame = entry["median_s"] / frames
+        per_frame, cpu_per_frame = entry["median_s"] / frames, entry["cpu_median_s"] / frames
+        # Fractions by the wall clock, and by CPU time: steadier on a shared machine, with one thread.
         entry.update({"latency_ms": round(1e3 * per_frame, 3), "fps": round(1 / per_frame, 1),
-                      "cpu_latency_ms": round(1e3 * entry["cpu_median_s"] / frames, 3),
-                      "gflops": round(flops / per_frame / 1e9, 2),
+                      "cpu_latency_ms": round(1e3 * cpu_per_frame, 3), "gflops": round(flops / per_frame / 1e9, 2),
                       "roofline_fraction": round(flops / per_frame / roof["wall"], 3),
-                      "gemm_fraction": round(flops / per_frame / gemm_rate, 3)})
+                      "roofline_fraction_cpu": round(flops / cpu_per_frame / roof["cpu"], 3),
+                      "peak_fraction_cpu": round(flops / cpu_per_frame / peak["cpu"], 3)})
         del entry["samples_s"]
         result["backends"][name] = entry
     result["speedup_vs_torch"] = {name: timing.paired_ratio(times["torch eager"].wall, times[name].wall)
@@ -132,7 +150,8 @@ def bench_stream(model: FrameModel, repeats: int = 5, frames: int = 100, threads
     result["roofline"] = {"conv": f"1x{sizes.channels}x{hidden_h}x{hidden_w} -> {3 * sizes.channels} ch, "
                                   f"{kernel}x{kernel}, forward", "best_format": best.split(" ", 1)[1],
                           "gflops": round(roof["wall"] / 1e9, 2), "gflops_cpu": round(roof["cpu"] / 1e9, 2)}
-    result["gemm"] = {"what": f"torch.mm {GEMM}x{GEMM} fp32", "gflops": round(gemm_rate / 1e9, 2)}
+    result["gemm"] = {"what": f"{GEMM}x{GEMM} fp32 matrix product, {gemm_best.split(' ', 1)[1]}",
+                      "gflops": round(peak["wall"] / 1e9, 2), "gflops_cpu": round(peak["cpu"] / 1e9, 2)}
     return result
 
 
