@@ -93,6 +93,11 @@ class OnnxModel:
         return torch.from_numpy(self.session.run(None, {"image": x})[0])
 
 
+def name_of(model: FrameModel | OnnxModel) -> str:
+    """The backend running ``model``."""
+    return "onnxruntime" if isinstance(model, OnnxModel) else "torch"
+
+
 def fastest(device: torch.device) -> str:
     """The backend :data:`FASTEST` holds for ``device``'s type (torch for unknown types)."""
     return FASTEST.get(device.type, "torch")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backends import OnnxModel, add_backend_argument, with_backend
+from .backends import OnnxModel, add_backend_argument, name_of, with_backend
 from .errors import DataError, UsageError
 from .model import FrameModel, load_model
 from .plugin_manager import Components
@@ -147,10 +147,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         stats = predict_video(model, args.video, args.out, fit=args.fit, scale=args.scale, max_frames=args.max_frames)
     finally:
         torch.set_num_threads(threads)
-    result = stats.to_dict()
+    result = {**stats.to_dict(), "backend": name_of(model)}
     stderr.print(f"framegru predict: {result['frames']} frames at {result['fps']} fps end to end "
-                 f"(decode {result['decode_fps']} fps, model {result['model_fps']} fps); wrote {args.out}",
-                 highlight=False)
+                 f"(decode {result['decode_fps']} fps, model {result['model_fps']} fps on {result['backend']}); "
+                 f"wrote {args.out}", highlight=False)
     if args.json:
         print_json(result)
     return 0

@@ -66,7 +66,8 @@ def test_cli_json_reports_frames_and_speeds(checkpoint, clip, tmp_path, capsys):
     assert main(["predict", str(clip), "--checkpoint", str(checkpoint), "--out", str(out), "--json"]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out.strip().splitlines()[-1])
-    assert list(result) == ["frames", "fps", "decode_fps", "model_fps"]
+    assert list(result) == ["frames", "fps", "decode_fps", "model_fps", "backend"]
+    assert result["backend"] == ("torch" if torch.cuda.is_available() else "onnxruntime")  # the fastest measured
     assert result["frames"] == 20 and min(result["fps"], result["decode_fps"], result["model_fps"]) > 0
     assert "decode" in captured.err and "model" in captured.err
     found = probe(out)
