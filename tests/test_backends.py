@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -114,3 +115,15 @@ def test_onnxruntime_on_cuda_matches_pytorch_or_says_what_is_missing(predictor):
         expected, _ = model.predict_next(frame.cuda(), None)
     got, _ = onnx_model.predict_next(frame, None)
     torch.testing.assert_close(got, expected.cpu(), rtol=1e-3, atol=1e-4)
+
+
+def test_webcam_classifies_stills_on_onnxruntime_like_on_torch(still_checkpoint):
+    from framegru.classify_still import load_classifier
+    from framegru.webcam import LiveModel
+
+    model = load_classifier(argparse.Namespace(), Path(still_checkpoint), torch.device("cpu"))
+    bgr = np.repeat(stripes((8, 8), vertical=True)[:, :, None], 3, axis=2).astype(np.uint8)
+    expected = LiveModel(model).step(bgr)
+    got = LiveModel(backends.with_backend(model, "onnxruntime", 1)).step(bgr)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert abs(float(got.sum()) - 1) < 1e-5

@@ -73,6 +73,8 @@ def _print(result: dict) -> None:
         stdout.print(f"roofline: {roof['gflops']:.1f} GFLOP/s, {roof['gflops_cpu']:.1f} by CPU time ({roof['conv']}, "
                      f"best: {roof['best_format']}); peak: {gemm['gflops']:.1f} GFLOP/s, {gemm['gflops_cpu']:.1f} by CPU "
                      f"time ({gemm['what']})")
+        for name, note in result["notes"].items():
+            stdout.print(f"{name}: {note}")
         stdout.print(f"batch 1, {result['frames']} frames a run, {result['threads']} thread(s), frame "
                      f"{result['frame_shape']}, states {result['state_shapes']}, {result['step_gflop']} GFLOP a step")
     else:

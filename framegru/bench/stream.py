@@ -69,8 +69,10 @@ def reference_runs(sizes: EngineSizes, device: torch.device, threads: int) -> tu
     return roof_runs, roof_flops, gemm
 
 
-def _steppers(model: FrameModel, frames: list[torch.Tensor], threads: int, compile_step: bool) -> dict:
-    """One function per backend that steps through all of ``frames``, state carried, starting from zeros."""
+def _steppers(model: FrameModel, frames: list[torch.Tensor], threads: int, compile_step: bool,
+              notes: dict[str, str]) -> dict:
+    """One function per backend that steps through all of ``frames``, state carried, starting from zeros;
+    a backend this machine lacks (ONNX Runtime without its CUDA provider) gets a line in ``notes`` instead."""
     device = model.device
     shapes = export.state_shapes(model)
     eager = export.StreamingStep(model).eval()
@@ -84,15 +86,19 @@ def _steppers(model: FrameModel, frames: list[torch.Tensor], threads: int, compi
     fns = {"torch eager": run_torch}
     from ..backends import OnnxModel
 
-    session = OnnxModel(model, "step", threads, device)
-    arrays = [np.ascontiguousarray(f.cpu().numpy()) for f in frames]
+    try:
+        session = OnnxModel(model, "step", threads, device)
+    except UsageError as exc:
+        notes["onnxruntime"] = f"not measured: {exc}"
+    else:
+        arrays = [np.ascontiguousarray(f.cpu().numpy()) for f in frames]
 
-    def run_onnxruntime() -> None:
-        state = None
-        for x in arrays:  # as predict calls it, NumPy in and out
-            _, state = session.predict_next(torch.from_numpy(x), state)
+        def run_onnxruntime() -> None:
+            state = None
+            for x in arrays:  # as predict calls it, NumPy in and out
+                _, state = session.predict_next(torch.from_numpy(x), state)
 
-    fns["onnxruntime"] = run_onnxruntime
+        fns["onnxruntime"] = run_onnxruntime
     if compile_step:
         compiled_model, _, _, _ = export.graph(model, "step", batch=1)  # a copy running the plain step plan
         compiled = torch.compile(compiled_model, dynamic=False)
@@ -119,7 +125,8 @@ def bench_stream(model: FrameModel, repeats: int = 5, frames: int = 100, threads
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.rand(1, info.channels, info.height, info.width, generator=generator).to(device)
               for _ in range(frames)]
-    fns = _steppers(model, inputs, threads, compile_step)
+    notes: dict[str, str] = {}
+    fns = _steppers(model, inputs, threads, compile_step, notes)
     _, hidden_h, hidden_w = export.state_shapes(model)[0]
     kernel = model.engine.layers[0].kernel_size[0]
     sizes = EngineSizes(batch=1, time=1, channels=model.engine.hidden_channels[0], height=hidden_h, width=hidden_w,
@@ -133,7 +140,7 @@ def bench_stream(model: FrameModel, repeats: int = 5, frames: int = 100, threads
     result: dict = {"benchmark": "stream", "machine": timing.machine(device), "frames": frames, "batch": 1,
                     "threads": threads, "frame_shape": [info.channels, info.height, info.width],
                     "state_shapes": export.state_shapes(model), "step_gflop": round(flops / 1e9, 4),
-                    "backends": {}}
+                    "backends": {}, "notes": notes}
     for name in fns:
         entry = timing.summary(times[name])
         per_frame, cpu_per_frame = entry["median_s"] / frames, entry["cpu_median_s"] / frames
