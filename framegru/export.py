@@ -50,8 +50,9 @@ class StreamingStep(nn.Module):
         self.model = model
 
     def forward(self, frame: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        y, new_state = self.model.engine.step(self.model.backbone(frame), list(state))
-        out = self.model.head(y[:, None])  # predict: [B, 1, C, H, W]; classify: [B, K]
+        features, skips = self.model.features(frame)  # skip maps: a U-Net backbone's finer maps, for the head
+        y, new_state = self.model.engine.step(features, list(state))
+        out = self.model.decode(y[:, None], [s[:, None] for s in skips])  # predict: [B, 1, C, H, W]; classify: [B, K]
         return (out[:, 0] if self.model.task == "predict" else out, *new_state)
 
 
@@ -89,7 +90,7 @@ def state_shapes(model: FrameModel) -> list[tuple[int, int, int]]:
     """``(C_i, h, w)`` of each layer's state for this model's frames (the backbone fixes ``h, w``)."""
     info = model.info
     with torch.no_grad():
-        features = model.backbone(torch.zeros(1, info.channels, info.height, info.width, device=model.device))
+        features, _ = model.features(torch.zeros(1, info.channels, info.height, info.width, device=model.device))
     return [(c, features.shape[2], features.shape[3]) for c in model.engine.hidden_channels]
 
 

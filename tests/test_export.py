@@ -117,6 +117,22 @@ def test_context_then_own_outputs_reproduces_evals_rollout(two_layer, tmp_path):
     np.testing.assert_allclose(np.stack(predictions, axis=1), expected.numpy(), **TOL)
 
 
+def test_a_unet_step_carries_the_skip_maps_to_the_head(tmp_path):
+    info = DataInfo(channels=1, height=16, width=16, context=2, future=2)
+    spec = {"backbone": {"name": "encoder", "channels": [4, 6]}, "engine": {"hidden": 6, "kernel": 3},
+            "head": {"name": "decoder"}}
+    ckpt = save_model(tmp_path / "unet.safetensors", spec, info, {"name": "video", "frames": 4, "context": 2})
+    session = export(ckpt, tmp_path / "unet.onnx")
+    model = load_model(ckpt, load_components())
+    assert model.skips  # the encoder hands maps to the decoder, around the ConvGRU
+    state_pt, state_ort = None, zero_state(session, 2)
+    for frame in torch.rand(3, 2, 1, 16, 16):
+        with torch.no_grad():
+            expected, state_pt = model.predict_next(frame, state_pt)
+        got, state_ort = run_step(session, frame, state_ort)
+        np.testing.assert_allclose(got, expected.numpy(), **TOL)
+
+
 def test_metadata_carries_what_a_deployer_needs(two_layer, tmp_path):
     export(two_layer, tmp_path / "step.onnx")
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "step.onnx")).metadata_props}
@@ -151,7 +167,7 @@ def test_video_classifier_step_gives_each_frames_logits(tmp_path):
     for t in range(video.shape[1]):
         logits, state = run_step(session, video[:, t], state)
         with torch.no_grad():  # the head on this frame's ConvGRU output, after the frames before it
-            out, _ = model.engine(model.encode(video[:, : t + 1]))
+            out, _ = model.engine(model.encode(video[:, : t + 1])[0])
             expected = model.head(out[:, -1:])
         np.testing.assert_allclose(logits, expected.numpy(), **TOL)
 

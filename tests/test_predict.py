@@ -46,7 +46,7 @@ def test_output_is_input_beside_the_models_prediction(checkpoint, clip, tmp_path
     # The reference: the same frames through the whole-sequence ConvGRU in one call.
     inputs = decode_at(clip, (16, 16))
     with torch.no_grad():
-        features, _ = model.engine(model.encode(torch.from_numpy(inputs)[None]))
+        features, _ = model.engine(model.encode(torch.from_numpy(inputs)[None])[0])
         expected = model.head(features)[0, :, 0].numpy()  # [T, H, W]: prediction of frame t + 1
     left, right = written[:, :, :16], written[:, :, 16:]
     assert np.abs(left - inputs[:, 0]).mean() < 0.03
