@@ -133,6 +133,26 @@ def test_a_unet_step_carries_the_skip_maps_to_the_head(tmp_path):
         np.testing.assert_allclose(got, expected.numpy(), **TOL)
 
 
+@pytest.mark.parametrize("name", load_components().backbones.names())
+def test_every_registered_backbone_exports_in_a_streaming_step(name, tmp_path):
+    """Registry-driven: a new backbone is exported and checked against PyTorch without touching this file."""
+    from test_contracts import TINY
+
+    backbone = load_components().backbones.build(name, TINY.get(name, {}), key="test", in_channels=1)
+    head = {"name": "decoder"} if getattr(backbone, "skip_channels", ()) else {"name": "next_frame", "width": 4}
+    info = DataInfo(channels=1, height=16, width=16, context=2, future=2)
+    spec = {"backbone": {"name": name, **TINY.get(name, {})}, "engine": {"hidden": 4}, "head": head}
+    ckpt = save_model(tmp_path / f"{name}.safetensors", spec, info, {"name": "video", "frames": 4, "context": 2})
+    session = export(ckpt, tmp_path / f"{name}.onnx")
+    model = load_model(ckpt, load_components())
+    state_pt, state_ort = None, zero_state(session, 2)
+    for frame in torch.rand(2, 2, 1, 16, 16):
+        with torch.no_grad():
+            expected, state_pt = model.predict_next(frame, state_pt)
+        got, state_ort = run_step(session, frame, state_ort)
+        np.testing.assert_allclose(got, expected.numpy(), **TOL)
+
+
 def test_metadata_carries_what_a_deployer_needs(two_layer, tmp_path):
     export(two_layer, tmp_path / "step.onnx")
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "step.onnx")).metadata_props}
