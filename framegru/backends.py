@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import export
+from . import export, onnx_cache
 from .errors import UsageError
 from .model import FrameModel
 
@@ -66,14 +66,24 @@ class OnnxModel:
         threads: ONNX Runtime's intra-op threads.
         device: ``cuda`` runs on ONNX Runtime's CUDA provider, with inputs and outputs on the CPU.
 
-    Tensors go in and come out on the CPU, shared with NumPy without a copy.
+    Tensors go in and come out on the CPU, shared with NumPy without a copy. The export is cached beside
+    the checkpoint the model was loaded from (:mod:`.onnx_cache`).
     """
 
     def __init__(self, model: FrameModel, kind: str, threads: int, device: torch.device | None = None):
         self.info, self.task, self.kind = model.info, model.task, kind
         self.config = getattr(model, "config", None)
         self.device = torch.device("cpu")
-        self.session = session(export.onnx_bytes(model, kind), threads, device or model.device)
+        device = device or model.device
+        providers(device)  # a missing CUDA provider is the user's to fix: said before any work
+        data, cached = onnx_cache.onnx_for(model, kind, getattr(model, "source", None))
+        try:
+            self.session = session(data, threads, device)
+        except Exception:
+            if cached is None:
+                raise
+            onnx_cache.forget(cached)  # damaged on disk since it was written: export afresh
+            self.session = session(export.onnx_bytes(model, kind), threads, device)
         self.state_inputs = [i.name for i in self.session.get_inputs()][1:]
         self.state_shapes = [tuple(i.shape[1:]) for i in self.session.get_inputs()][1:]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
@@ -198,4 +200,5 @@ def load_model(path, components: Components, device: str | torch.device = "cpu")
     model = build_model(config, components, info)
     load_weights(model, ckpt.weights, f"{path} does not match the model its config describes")
     model.config = config
+    model.source = Path(path)  # what the model was read from (the ONNX Runtime backend caches its export beside it)
     return model.to(device).eval()
