@@ -70,6 +70,20 @@ def zero_state(session: ort.InferenceSession, batch: int) -> list[np.ndarray]:
     return [np.zeros((batch, *i.shape[1:]), np.float32) for i in session.get_inputs()[1:]]
 
 
+def assert_steps_match(model, session: ort.InferenceSession, frames: torch.Tensor) -> np.ndarray:
+    """Step PyTorch (from no state) and the session (from all-zero states: the start of a video) over
+    ``frames`` ``[T, B, C, H, W]``; outputs and states must agree at every step. Returns the last output."""
+    state_pt, state_ort = None, zero_state(session, frames.shape[1])
+    for frame in frames:
+        with torch.no_grad():
+            expected, state_pt = model.predict_next(frame, state_pt)
+        got, state_ort = run_step(session, frame, state_ort)
+        np.testing.assert_allclose(got, expected.numpy(), **TOL)
+        for a, b in zip(state_ort, state_pt):
+            np.testing.assert_allclose(a, b.numpy(), **TOL)
+    return got
+
+
 def test_step_has_the_documented_interface(two_layer, tmp_path):
     session = export(two_layer, tmp_path / "step.onnx")
     assert [(i.name, i.shape) for i in session.get_inputs()] == [
@@ -79,17 +93,8 @@ def test_step_has_the_documented_interface(two_layer, tmp_path):
 
 def test_step_matches_pytorch_over_several_steps_at_batch_3(two_layer, tmp_path):
     session = export(two_layer, tmp_path / "step.onnx")
-    model = load_model(two_layer, load_components())
     torch.manual_seed(1)
-    frames = torch.rand(5, 3, 2, 16, 12)
-    state_pt, state_ort = None, zero_state(session, 3)  # all-zero states: the start of a video
-    for frame in frames:
-        with torch.no_grad():
-            expected, state_pt = model.predict_next(frame, state_pt)
-        got, state_ort = run_step(session, frame, state_ort)
-        np.testing.assert_allclose(got, expected.numpy(), **TOL)
-        for a, b in zip(state_ort, state_pt):
-            np.testing.assert_allclose(a, b.numpy(), **TOL)
+    got = assert_steps_match(load_model(two_layer, load_components()), session, torch.rand(5, 3, 2, 16, 12))
     assert np.abs(got).mean() > 0.01 and got.std() > 0.01  # pictures, not a constant
 
 
@@ -117,22 +122,6 @@ def test_context_then_own_outputs_reproduces_evals_rollout(two_layer, tmp_path):
     np.testing.assert_allclose(np.stack(predictions, axis=1), expected.numpy(), **TOL)
 
 
-def test_a_unet_step_carries_the_skip_maps_to_the_head(tmp_path):
-    info = DataInfo(channels=1, height=16, width=16, context=2, future=2)
-    spec = {"backbone": {"name": "encoder", "channels": [4, 6]}, "engine": {"hidden": 6, "kernel": 3},
-            "head": {"name": "decoder"}}
-    ckpt = save_model(tmp_path / "unet.safetensors", spec, info, {"name": "video", "frames": 4, "context": 2})
-    session = export(ckpt, tmp_path / "unet.onnx")
-    model = load_model(ckpt, load_components())
-    assert model.skips  # the encoder hands maps to the decoder, around the ConvGRU
-    state_pt, state_ort = None, zero_state(session, 2)
-    for frame in torch.rand(3, 2, 1, 16, 16):
-        with torch.no_grad():
-            expected, state_pt = model.predict_next(frame, state_pt)
-        got, state_ort = run_step(session, frame, state_ort)
-        np.testing.assert_allclose(got, expected.numpy(), **TOL)
-
-
 @pytest.mark.parametrize("name", load_components().backbones.names())
 def test_every_registered_backbone_exports_in_a_streaming_step(name, tmp_path):
     """Registry-driven: a new backbone is exported and checked against PyTorch without touching this file."""
@@ -145,12 +134,8 @@ def test_every_registered_backbone_exports_in_a_streaming_step(name, tmp_path):
     ckpt = save_model(tmp_path / f"{name}.safetensors", spec, info, {"name": "video", "frames": 4, "context": 2})
     session = export(ckpt, tmp_path / f"{name}.onnx")
     model = load_model(ckpt, load_components())
-    state_pt, state_ort = None, zero_state(session, 2)
-    for frame in torch.rand(2, 2, 1, 16, 16):
-        with torch.no_grad():
-            expected, state_pt = model.predict_next(frame, state_pt)
-        got, state_ort = run_step(session, frame, state_ort)
-        np.testing.assert_allclose(got, expected.numpy(), **TOL)
+    assert model.skips == bool(getattr(backbone, "skip_channels", ()))  # a U-Net's maps go around the ConvGRU
+    assert_steps_match(model, session, torch.rand(2, 2, 1, 16, 16))
 
 
 def test_metadata_carries_what_a_deployer_needs(two_layer, tmp_path):
