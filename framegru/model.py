@@ -43,10 +43,10 @@ class FrameModel(nn.Module):
         """Where the weights are, and so where inputs go."""
         return next(self.parameters()).device
 
-    def forward(self, batch: dict[str, Tensor], teacher: float = 0.0) -> Tensor:
+    def forward(self, batch: dict[str, Tensor], teacher: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
         """The task's output: predicted frames ``1 .. T-1`` (see :meth:`rollout`) or logits ``[B, K]``."""
         if self.task == "predict":
-            return self.rollout(batch["video"], self.info.context, teacher=teacher)
+            return self.rollout(batch["video"], self.info.context, teacher=teacher, generator=generator)
         return self.classify(batch)
 
     def encode(self, video: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -86,12 +86,13 @@ class FrameModel(nn.Module):
         out, _ = self.engine(still_to_rows(features))  # rows: [B, h, C', 1, w]
         return self.head(out)
 
-    def rollout(self, video: Tensor, context: int, teacher: float = 0.0) -> Tensor:
+    def rollout(self, video: Tensor, context: int, teacher: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
         """Predict frames ``1 .. T-1`` of ``video`` ``[B, T, C, H, W]``.
 
         The first ``context`` frames are read; every later frame is predicted from the model's own
         previous prediction, except that during training each sample of a step is fed the true frame
-        with probability ``teacher`` (scheduled sampling). Returns ``[B, T-1, C, H, W]``.
+        with probability ``teacher`` (scheduled sampling), drawn from the CPU ``generator`` (default: the
+        global RNG). Returns ``[B, T-1, C, H, W]``.
         """
         t_total = video.shape[1]
         features, skips = self.encode(video[:, :context])
@@ -100,7 +101,8 @@ class FrameModel(nn.Module):
         frame = preds[0][:, -1]
         for t in range(context, t_total - 1):
             if teacher > 0:
-                use_truth = torch.rand(frame.shape[0], 1, 1, 1, device=frame.device) < teacher
+                draws = torch.rand(frame.shape[0], 1, 1, 1, generator=generator)  # on the CPU, where it lives
+                use_truth = draws.to(frame.device) < teacher
                 frame = torch.where(use_truth, video[:, t], frame)
             frame, state = self.predict_next(frame, state)
             preds.append(frame[:, None])

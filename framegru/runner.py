@@ -1,8 +1,9 @@
 """The training loop shared by every task: build, train, evaluate, checkpoint, resume.
 
-Resume is exact: batches come from a deterministic, seeded order indexed by the step number, and the
-optimizer and RNG state travel in the ``last`` checkpoint, so a run that is killed and resumed reaches
-the same weights as one that never stopped.
+Resume is exact: batches come from a deterministic, seeded order indexed by the step number, every
+random draw of a step from streams derived from the step number (:mod:`framegru.seeding`), and the
+optimizer state travels in the ``last`` checkpoint, so a run that is killed and resumed reaches the
+same weights as one that never stopped.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import yaml
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader, Dataset
 
-from . import checkpoint, distributed, run_dir
+from . import checkpoint, distributed, run_dir, seeding
 from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config
 from .data import DataInfo
 from .errors import DataError, UsageError
@@ -156,10 +157,7 @@ def _train_state(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     for index, values in optimizer.state_dict()["state"].items():
         for key, value in values.items():
             state[f"optim/{index}/{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    state["rng/cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        state["rng/cuda"] = torch.cuda.get_rng_state()
-    return state
+    return state  # no RNG state: training's draws derive from the step number (framegru.seeding)
 
 
 def _restore_train_state(optimizer: torch.optim.Optimizer, state: dict[str, torch.Tensor], device: torch.device) -> None:
@@ -174,10 +172,6 @@ def _restore_train_state(optimizer: torch.optim.Optimizer, state: dict[str, torc
         optimizer.load_state_dict(saved)
     except (ValueError, KeyError, RuntimeError) as exc:
         raise DataError(f"the optimizer state in the checkpoint does not fit this model: {exc}") from None
-    if "rng/cpu" in state:
-        torch.set_rng_state(state["rng/cpu"].cpu())
-    if "rng/cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["rng/cuda"].cpu())
 
 
 class Runner:
@@ -201,8 +195,7 @@ class Runner:
         self.components.backbones.get(spec.backbone.name)
         self.components.heads.get(spec.head.name)
         distributed.init(self.device.type)  # before any CUDA work: each rank's context on its own GPU
-        # The same seed on every rank: the same initial weights, and the same random stream, which is why
-        # rank 0's RNG state in ``last`` resumes every rank exactly.
+        # The same seed on every rank: the same initial weights. Training's draws are seeded per step and rank.
         torch.manual_seed(self.config.seed)
         self.train_set = build_reader(self.config, self.components, "train")
         self.val_set = build_reader(self.config, self.components, "val")
@@ -359,19 +352,23 @@ class Runner:
         every_ckpt = train.checkpoint_every or train.eval_every
         order = batch_order(len(self.train_set), train.batch_size, self.config.seed, start,
                             distributed.rank(), distributed.world_size())
-        batches = iter(_loader(self.train_set, self.config, order))
+        seed, rank = self.config.seed, distributed.rank()
+        batches = iter(_loader(seeding.SeededItems(self.train_set), self.config,
+                               seeding.seeded_batches(order, seed, start, rank)))
         last_metrics: dict[str, Any] = {}
         self.model.train()
         step = start
         tic = time.perf_counter()
         for step in range(start, train.max_steps):
+            generator = seeding.start_step(seed, step, rank)  # before the batch: a reader may draw too
             batch = {k: v.to(self.device, non_blocking=True) for k, v in next(batches).items()}
             lr = learning_rate(self.config, step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with self.train_autocast():
                 loss = training_loss(self.train_model, self.model.task, batch,
-                                     teacher=self._teacher(step), label_smoothing=train.label_smoothing)
+                                     teacher=self._teacher(step), label_smoothing=train.label_smoothing,
+                                     generator=generator)
             # The global batch's loss, identical on every rank: all ranks stop together on a non-finite
             # one, where a rank stopping alone would leave the others waiting in backward()'s all-reduce.
             global_loss = distributed.mean(loss).item()

@@ -12,12 +12,14 @@ from .metrics import ClassifyMetrics, PredictionMetrics
 from .model import FrameModel
 
 
-def training_loss(model: nn.Module, task: str, batch: dict[str, Tensor], *, teacher: float, label_smoothing: float) -> Tensor:
+def training_loss(model: nn.Module, task: str, batch: dict[str, Tensor], *, teacher: float, label_smoothing: float,
+                  generator: torch.Generator | None = None) -> Tensor:
     """The loss of one batch: MSE over every predicted frame, or cross-entropy on labels.
 
-    ``model`` is a :class:`FrameModel` or its DistributedDataParallel wrapper (hence ``task`` apart).
+    ``model`` is a :class:`FrameModel` or its DistributedDataParallel wrapper (hence ``task`` apart);
+    ``generator`` (CPU) draws scheduled sampling's choices.
     """
-    out = model(batch, teacher=teacher)
+    out = model(batch, teacher=teacher, generator=generator)
     if task == "predict":
         return F.mse_loss(out.float(), batch["video"][:, 1:].float())
     return F.cross_entropy(out.float(), batch["label"], label_smoothing=label_smoothing)
