@@ -11,10 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from drift_plugin import drift_config
+from forked_cli import run_many
+from kill_points import kill_plugin, tiny_moving_mnist
+from still_data import tiny_rows_config
 from test_runner import KillAt
 
 from framegru import checkpoint
@@ -156,3 +161,51 @@ def test_a_really_full_disk_through_the_cli(tmp_path):
         assert checkpoint.load(small / "run" / "last.safetensors").step >= 1
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def tiny_run(task: str, run_dir: Path, data_root: Path, still_tree: Path) -> dict:
+    """A run of each built-in task on its real path: eval at 4, 8, 12; a checkpoint every 2 steps."""
+    if task == "next_frame":  # the Moving MNIST reader, scheduled sampling and dropout
+        return tiny_moving_mnist(run_dir)
+    config = tiny_rows_config(still_tree, run_dir, max_steps=12)  # stills: crops, flips, dropout, a worker
+    config["data"]["reader"].update(crop_padding=1, flip=True)
+    config["data"]["num_workers"] = 1
+    config["model"]["head"]["dropout"] = 0.3
+    config["train"].update(eval_every=4, checkpoint_every=2)
+    return config
+
+
+def same_run(a: Path, b: Path) -> None:
+    """``a`` and ``b`` ended with the very same weights and logged the same evaluations."""
+    wa, wb = (load_file(str(d / "last.safetensors")) for d in (a, b))
+    weights = [k for k in wa if not k.startswith(checkpoint.TRAIN_PREFIX)]
+    assert weights and weights == [k for k in wb if not k.startswith(checkpoint.TRAIN_PREFIX)]
+    for key in weights:
+        assert torch.equal(wa[key], wb[key]), f"{key} differs by up to {(wa[key] - wb[key]).abs().max():.3g}"
+    logged = [[{k: v for k, v in yaml.safe_load(line).items() if k != "seconds"}
+               for line in (d / "metrics.jsonl").read_text().splitlines()] for d in (a, b)]
+    assert logged[0] == logged[1] and [m["step"] for m in logged[0]] == [4, 8, 12]
+
+
+# Killed in step 4 (its evaluation not reached), in the middle of that evaluation, or in step 5 (after it
+# and its checkpoint): resumed from step 2, 2 and 4.
+KILLS = {"before": ({"step": 4}, 2), "during": ({"evaluation": 1}, 2), "after": ({"step": 5}, 4)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["next_frame", "classify"])
+def test_a_run_killed_before_during_or_after_an_evaluation_resumes_exactly(task, tmp_path, data_root, still_tree):
+    configs = {name: write_config(tmp_path / f"{name}.yaml", tiny_run(task, tmp_path / name, data_root, still_tree))
+               for name in ("whole", *KILLS)}
+    killers = {name: kill_plugin(tmp_path, **where) for name, (where, _) in KILLS.items()}
+    env = {"FRAMEGRU_DATA": str(data_root)}
+    first = run_many([["run", str(configs["whole"])]] + [["--plugin", str(killers[name]), "run", str(configs[name])]
+                                                         for name in KILLS], cwd=tmp_path, env=env)
+    assert first[0].returncode == 0, first[0].stderr
+    for name, outcome in zip(KILLS, first[1:]):
+        assert outcome.returncode == -signal.SIGKILL, f"{name}: {outcome.stderr}"
+        assert checkpoint.load(tmp_path / name / "last.safetensors").step == KILLS[name][1], name
+    resumed = run_many([["run", str(configs[name]), "--resume"] for name in KILLS], cwd=tmp_path, env=env)
+    for name, outcome in zip(KILLS, resumed):
+        assert outcome.returncode == 0, f"{name}: {outcome.stderr}"
+        same_run(tmp_path / "whole", tmp_path / name)

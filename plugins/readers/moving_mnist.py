@@ -65,6 +65,8 @@ class MovingMNIST(Dataset):
                  context: int = 10, size: int = 64, sequences: int | None = None, seed: int = 0):
         if not 0 < context < frames:
             raise ValueError(f"context must be between 1 and frames - 1 = {frames - 1}, got {context}")
+        if path is None and size < 28:  # the canvas must hold a digit: else numpy's broadcast error at step 1
+            raise ValueError(f"size must be at least 28 (an MNIST digit's side), got {size}")
         self.split, self.frames, self.size, self.digits = split, frames, size, digits
         self.array: np.ndarray | None = None
         if path is not None:
