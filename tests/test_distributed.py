@@ -11,7 +11,11 @@ import sys
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
+
+from kill_points import kill_plugin, tiny_moving_mnist
+from test_faults import same_run
 
 from framegru import checkpoint
 from framegru.config import load_config
@@ -171,3 +175,20 @@ def test_rank_0_failing_to_write_stops_every_rank(write_config, tmp_path):
     assert result.returncode != 0
     assert "cannot write checkpoint" in result.stderr and "best.safetensors at step 2" in result.stderr, result.stderr[-3000:]
     assert "rank 0 could not write its outputs at step 2; every rank stops" in result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_processes_killed_after_an_evaluation_resume_exactly(tmp_path, data_root, monkeypatch):
+    """Moving MNIST with scheduled sampling and dropout under torchrun: rank 0 killed in step 5 (after the
+    evaluation and checkpoint at 4; the launcher then stops rank 1), resumed, ends where an unbroken run ends."""
+    monkeypatch.setenv("FRAMEGRU_DATA", str(data_root))
+    paths = {}
+    for name in ("whole", "killed"):
+        paths[name] = tmp_path / f"{name}.yaml"
+        paths[name].write_text(yaml.safe_dump(tiny_moving_mnist(tmp_path / name, max_steps=8, batch_size=2)))
+    assert torchrun(paths["whole"]).returncode == 0
+    killed = torchrun(paths["killed"], "--plugin", str(kill_plugin(tmp_path, step=5)))
+    assert killed.returncode != 0 and checkpoint.load(tmp_path / "killed" / "last.safetensors").step == 4
+    resumed = torchrun(paths["killed"], "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    same_run(tmp_path / "whole", tmp_path / "killed", evaluated=(4, 8))

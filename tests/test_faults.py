@@ -175,8 +175,8 @@ def tiny_run(task: str, run_dir: Path, data_root: Path, still_tree: Path) -> dic
     return config
 
 
-def same_run(a: Path, b: Path) -> None:
-    """``a`` and ``b`` ended with the very same weights and logged the same evaluations."""
+def same_run(a: Path, b: Path, evaluated: tuple[int, ...] = (4, 8, 12)) -> None:
+    """``a`` and ``b`` ended with the very same weights and logged the same evaluations, at ``evaluated``."""
     wa, wb = (load_file(str(d / "last.safetensors")) for d in (a, b))
     weights = [k for k in wa if not k.startswith(checkpoint.TRAIN_PREFIX)]
     assert weights and weights == [k for k in wb if not k.startswith(checkpoint.TRAIN_PREFIX)]
@@ -184,7 +184,7 @@ def same_run(a: Path, b: Path) -> None:
         assert torch.equal(wa[key], wb[key]), f"{key} differs by up to {(wa[key] - wb[key]).abs().max():.3g}"
     logged = [[{k: v for k, v in yaml.safe_load(line).items() if k != "seconds"}
                for line in (d / "metrics.jsonl").read_text().splitlines()] for d in (a, b)]
-    assert logged[0] == logged[1] and [m["step"] for m in logged[0]] == [4, 8, 12]
+    assert logged[0] == logged[1] and [m["step"] for m in logged[0]] == list(evaluated)
 
 
 # Killed in step 4 (its evaluation not reached), in the middle of that evaluation, or in step 5 (after it
