@@ -110,7 +110,7 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
             raise DataError(f"{source} has no video frames")
         writer = None if out is None else VideoWriter(
             out, fps=stream.fps, scale=scale, pixel_format="gray8" if info.channels == 1 else "rgb24")
-        try:
+        try:  # a failure discards the output: never a broken video at ``out``
             state, previous = None, blank
             frame = first
             while frame is not None and (max_frames is None or count < max_frames):
@@ -123,9 +123,12 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
                 previous = predicted
                 count += 1
                 frame = next(frames, None)
-        finally:
+        except BaseException:
             if writer is not None:
-                writer.close()
+                writer.close(keep=False)
+            raise
+        if writer is not None:
+            writer.close()
     return PredictStats(count, time.perf_counter() - tic, stream.decode_seconds, model_seconds)
 
 

@@ -10,7 +10,9 @@ Frame times come from the presentation timestamps, so variable frame rate videos
 from __future__ import annotations
 
 import math
+import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -323,7 +325,12 @@ def read_clip(path: str | Path, times: Sequence[float], *, size: Sequence[int], 
 
 
 class VideoWriter:
-    """Encode frames to a video file in a background thread; the file is finalized however it ends.
+    """Encode frames to a video file in a background thread; ``path`` holds a whole video or nothing.
+
+    The video is written under a temporary name beside ``path`` and renamed to it when :meth:`close`
+    succeeds; a failure to write (a full disk, an encoder error) or ``close(keep=False)`` removes it, so no broken
+    file is ever left at ``path``. A fragmented MP4 is written in place instead: staying playable when
+    the process is killed is its point, and a failure keeps the fragments already written.
 
     Args:
         path: the output; the container follows the suffix (``.mp4``, ``.mkv``, ``.webm``...).
@@ -332,12 +339,13 @@ class VideoWriter:
         pixel_format: layout of the arrays given to :meth:`write`: ``rgb24``, ``bgr24`` or ``gray8``.
         crf: quality, 0 (lossless) to 51 (worst).
         preset: x264 speed preset; ``ultrafast`` spends the least CPU (the model needs it more).
-        fragmented: for MP4, write self-contained fragments: the file stays playable even if the
-            process is killed before :meth:`close`.
+        fragmented: for MP4, write self-contained fragments straight to ``path``: the file stays
+            playable even if the process is killed before :meth:`close`.
         queue_size: frames waiting for the encoder.
 
     ``write(image, time)`` with ``image`` ``uint8 [H, W, C]``; every frame has the first frame's size.
-    Use it as a context manager or call :meth:`close`, which flushes the encoder and writes the index.
+    Use it as a context manager or call :meth:`close`, which flushes the encoder, writes the index and
+    renames the file into place; ``close(keep=False)`` discards it.
     """
 
     def __init__(self, path: str | Path, *, fps: float = 30.0, scale: int = 1, pixel_format: str = "rgb24",
@@ -352,10 +360,18 @@ class VideoWriter:
         options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if fragmented else {}
         self._fragmented = fragmented
         self._crf, self._preset = crf, preset
+        self._file = self.path
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._container = av.open(str(self.path), "w", options=options)
+            if not fragmented:  # same folder, same suffix (FFmpeg picks the container by it), hidden
+                fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
+                                            dir=self.path.parent)
+                os.close(fd)
+                self._file = Path(name)
+            self._container = av.open(str(self._file), "w", options=options)
         except Exception as exc:
+            if self._file != self.path:
+                self._file.unlink(missing_ok=True)
             reason = getattr(exc, "strerror", None) or str(exc)
             raise UsageError(f"cannot write video {self.path}: {reason} (use a .mp4, .mkv or .webm file)") from None
         self._stream = None
@@ -420,28 +436,47 @@ class VideoWriter:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise DataError(f"cannot write video {self.path}: {reason}") from None
 
-    def close(self) -> None:
-        """Encode what is queued, flush the encoder and finalize the file. Safe to call twice."""
+    def close(self, keep: bool = True) -> None:
+        """Encode what is queued, flush the encoder, finalize the file and move it to ``path``. Safe to call twice.
+
+        Args:
+            keep: False discards the video (the caller failed) and raises nothing.
+
+        Raises:
+            DataError: the video could not be written (nothing is left at ``path``).
+        """
         if self._closed:
             return
         self._closed = True
         _put(self._queue, _END, self._stop)
         self._thread.join()
         try:
-            if self._stream is not None and self._error is None:
+            if keep and self._stream is not None and self._error is None:
                 for packet in self._stream.encode():
                     self._container.mux(packet)
         except Exception as exc:
             self._error = self._error or exc
-        finally:
+        try:  # it writes the index: a full disk may show only now, and must not hide an earlier error
             self._container.close()
-            if self._stream is None:  # nothing was written: no empty, unplayable file left behind
-                self.path.unlink(missing_ok=True)
-        if self._error is not None:
+        except Exception as exc:
+            self._error = self._error or exc
+        self._finish(keep and self._error is None and self._stream is not None)
+        if keep and self._error is not None:
             self._raise()
+
+    def _finish(self, complete: bool) -> None:
+        """Rename a complete video to ``path``; otherwise remove it (a fragmented one keeps what it has)."""
+        try:
+            if complete and self._file != self.path:
+                os.replace(self._file, self.path)
+            elif not complete and (self._file != self.path or self._stream is None):
+                self._file.unlink(missing_ok=True)
+        except OSError as exc:
+            self._file.unlink(missing_ok=True)
+            self._error = self._error or exc
 
     def __enter__(self) -> "VideoWriter":
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        self.close()  # what was written before an exception is kept: a recording cut short is still a video

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +125,50 @@ def test_real_clip_keeps_every_frame(checkpoint, tmp_path, capsys):
     assert main(["predict", str(PANCAKE), "--checkpoint", str(checkpoint), "--out", str(out), "--scale", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["frames"] == 310
     assert probe(out).frames == 310
+
+
+def limit_file_size(limit: int):
+    """A ``preexec_fn``: files of the process may grow to ``limit`` bytes, then writes fail (EFBIG) as on a
+    full disk; SIGXFSZ, which would kill the process instead, is ignored."""
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize("full", ["file size limit", "16 KB tmpfs"])
+def test_a_full_disk_is_one_line_and_leaves_the_previous_output(checkpoint, clip, tmp_path, full):
+    folder, limit = tmp_path, None
+    if full == "16 KB tmpfs":  # a real ENOSPC (needs root to mount)
+        folder = tmp_path / "small"
+        folder.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(folder)], capture_output=True).returncode:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+    else:
+        limit = limit_file_size(8_000)
+    out = folder / "out.mp4"
+    out.write_bytes(b"the previous prediction")
+    try:
+        done = subprocess.run([sys.executable, "-m", "framegru", "predict", str(clip), "--checkpoint", str(checkpoint),
+                               "--out", str(out), "--scale", "16"], capture_output=True, text=True, preexec_fn=limit,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"framegru: error: cannot write video {out}: "), lines
+        assert ("No space left on device" if limit is None else "File too large") in lines[0]
+        assert out.read_bytes() == b"the previous prediction"  # never a broken video, nor a lost one
+        assert sorted(p.name for p in folder.iterdir()) == ["out.mp4"]  # no temporary file left behind
+    finally:
+        if limit is None:
+            subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_failure_while_predicting_leaves_no_output(checkpoint, clip, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("the model broke")
+
+    model = load_model(checkpoint, load_components())
+    monkeypatch.setattr(model, "predict_next", fail)
+    with pytest.raises(RuntimeError):
+        predict.predict_video(model, clip, tmp_path / "out.mp4")
+    assert list(tmp_path.iterdir()) == []
