@@ -170,6 +170,14 @@ def _json_object(metadata: dict[str, str], key: str, default: str | None = None)
     return value
 
 
+def _check_finite(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """A NaN or infinity in a checkpoint (a damaged file, an edited one) would only give garbage out."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise DataError(f"{path} holds NaN or infinite values in tensor '{name}' (a damaged or edited "
+                            "checkpoint): use an intact checkpoint written by framegru")
+
+
 def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Read a framegru checkpoint; any problem with the file is a :class:`DataError`."""
     path = Path(path)
@@ -182,6 +190,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path} is not a valid safetensors checkpoint ({reason}): "
                         "use an intact checkpoint written by framegru") from None
+    _check_finite(path, tensors)
     if metadata.get("format") != FORMAT:
         raise DataError(f"{path} is a safetensors file but not a framegru checkpoint (no framegru config inside): "
                         "use a checkpoint written by framegru run")

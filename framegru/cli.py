@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from . import json_output
 from .errors import FramegruError, UsageError
 
 stdout = Console(soft_wrap=True)
@@ -61,7 +61,8 @@ def one_line(message: str) -> str:
 
 
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj), flush=True)
+    """``obj`` as one line of strict JSON on stdout: NaN and infinities become null."""
+    print(json_output.dumps(obj), flush=True)
 
 
 # -- subcommands ---------------------------------------------------------------------------------

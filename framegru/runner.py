@@ -22,7 +22,7 @@ import yaml
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader, Dataset
 
-from . import checkpoint, distributed, run_dir, seeding
+from . import checkpoint, distributed, json_output, run_dir, seeding
 from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config
 from .data import DataInfo
 from .errors import DataError, UsageError
@@ -334,7 +334,7 @@ class Runner:
             try:
                 if log:
                     with open(self.dir / "metrics.jsonl", "a") as f:
-                        f.write(json.dumps(metrics) + "\n")
+                        f.write(json_output.dumps(metrics) + "\n")
                     if best:
                         self._save("best", step, metrics, with_state=False)
                     self.events.evaluated(step, metrics)

@@ -136,6 +136,10 @@ def make_corpus(root: Path) -> None:
     clips = checkpoint.load(tiny_checkpoint(root / "video_classifier.safetensors", task="classify", size=(16, 16)))
     clips.config["data"]["reader"]["frames"] = "many"
     checkpoint.save(root / "odd_frames.safetensors", clips.weights, config=clips.config, info=clips.info, step=0)
+    # A checkpoint edited to hold one NaN: refused at load, never run into garbage or printed as JSON.
+    poisoned = checkpoint.load(root / "predict.safetensors")
+    poisoned.weights["head.decode.2.weight"].view(-1)[0] = float("nan")
+    checkpoint.save(root / "nan.safetensors", poisoned.weights, config=poisoned.config, info=poisoned.info, step=0)
     real = (root / "predict.safetensors").read_bytes()
     marker = root / MARKER
     (root / "pickle.safetensors").write_bytes(pickle.dumps(Payload(marker), protocol=2))
@@ -171,12 +175,15 @@ BAD_CHECKPOINTS = {
     "truncated": ("truncated.safetensors", "is not a valid safetensors checkpoint"),
     "empty": ("empty.safetensors", "is not a checkpoint (0 bytes)"),
     "random": ("random.safetensors", "is not a valid safetensors checkpoint (corrupt or truncated header)"),
+    "non-finite": ("nan.safetensors", "holds NaN or infinite values in tensor 'head.decode.2.weight'"),
 }
 CHECKPOINT_COMMANDS = {
-    "eval": (["eval", "good.yaml"], ["pickle", "torch-save", "truncated", "empty", "random"]),
-    "predict": (["predict", "clip.mp4", "--out", "out.mp4"], ["pickle", "pickle-protocol-0", "truncated", "empty", "random"]),
-    "classify-still": (["classify-still", "truncated.png"], ["pickle", "truncated", "empty", "random"]),
-    "webcam": (["webcam", "--source", "clip.mp4", "--no-window", "--out", "cam.mp4"], ["pickle", "truncated", "empty", "random"]),
+    "eval": (["eval", "good.yaml"], ["pickle", "torch-save", "truncated", "empty", "random", "non-finite"]),
+    "predict": (["predict", "clip.mp4", "--out", "out.mp4"],
+                ["pickle", "pickle-protocol-0", "truncated", "empty", "random", "non-finite"]),
+    "classify-still": (["classify-still", "good.png", "--json"], ["pickle", "truncated", "empty", "random", "non-finite"]),
+    "webcam": (["webcam", "--source", "clip.mp4", "--no-window", "--out", "cam.mp4"],
+               ["pickle", "truncated", "empty", "random", "non-finite"]),
 }
 
 # id -> (argv, exit status, a piece of the message)

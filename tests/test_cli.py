@@ -171,3 +171,12 @@ def test_eval_save_predictions_needs_a_npy_name(tmp_path, still_checkpoint):
     result = framegru("eval", still_checkpoint.parent / "config.yaml", "--checkpoint", still_checkpoint,
                       "--save-predictions", tmp_path / "out.txt")
     assert result.returncode == 2 and "must end in .npy" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_json_output_is_strict_json_without_nan_or_infinity(capsys):
+    from framegru.cli import print_json
+
+    print_json({"mse": float("nan"), "psnr": float("inf"), "per_class": [1.5, float("-inf")], "label": "up"})
+    line = capsys.readouterr().out.strip()
+    assert line == '{"mse": null, "psnr": null, "per_class": [1.5, null], "label": "up"}'
+    json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
