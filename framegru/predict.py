@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,16 +72,18 @@ class PredictStats:
     seconds: float
     decode_seconds: float
     model_seconds: float
+    warning: str | None = None  # the video was damaged: what is missing (see FrameStream.problem)
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, float | int | str]:
         rate = lambda s: round(self.frames / s, 1) if s > 0 else 0.0  # noqa: E731
-        return {"frames": self.frames, "fps": rate(self.seconds), "decode_fps": rate(self.decode_seconds),
-                "model_fps": rate(self.model_seconds)}
+        result = {"frames": self.frames, "fps": rate(self.seconds), "decode_fps": rate(self.decode_seconds),
+                  "model_fps": rate(self.model_seconds)}
+        return {**result, "warning": self.warning} if self.warning else result
 
 
 @torch.inference_mode()
 def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | Path | None, *, fit: str = "crop",
-                  scale: int | None = None, max_frames: int | None = None) -> PredictStats:
+                  scale: int | None = None, max_frames: int | None = None, strict: bool = False) -> PredictStats:
     """Stream ``source`` through ``model`` and write ``input | prediction`` to ``out`` (None: no output).
 
     The video is converted to what the model expects (``model.info``: size, channels) by the decoder.
@@ -92,9 +95,10 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
         fit: ``crop`` (keep the aspect ratio) or ``stretch`` the frames to the model's size.
         scale: enlargement of the output (default: the smallest that makes it at least 256 px tall).
         max_frames: stop after this many frames.
+        strict: a damaged or truncated video is an error (no output), not a warning in the result.
 
     Raises:
-        DataError: ``source`` cannot be decoded.
+        DataError: ``source`` cannot be decoded, or is damaged and ``strict``.
     """
     info = model.info
     device = model.device
@@ -123,13 +127,16 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
                 previous = predicted
                 count += 1
                 frame = next(frames, None)
+            if frame is None and stream.problem and strict:  # read to its end, and it was damaged
+                raise DataError(f"{stream.problem}; --strict refuses a partial result")
         except BaseException:
             if writer is not None:
                 writer.close(keep=False)
             raise
         if writer is not None:
             writer.close()
-    return PredictStats(count, time.perf_counter() - tic, stream.decode_seconds, model_seconds)
+    warning = stream.problem if frame is None else None
+    return PredictStats(count, time.perf_counter() - tic, stream.decode_seconds, model_seconds, warning)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -147,10 +154,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         model = open_model(args.checkpoint, components_for(args), pick_device(args.device), task="predict")
         model = with_backend(model, args.backend, model_threads(args.threads))
-        stats = predict_video(model, args.video, args.out, fit=args.fit, scale=args.scale, max_frames=args.max_frames)
+        stats = predict_video(model, args.video, args.out, fit=args.fit, scale=args.scale, max_frames=args.max_frames,
+                              strict=args.strict)
     finally:
         torch.set_num_threads(threads)
     result = {**stats.to_dict(), "backend": name_of(model)}
+    if stats.warning:
+        print(f"framegru: warning: {stats.warning}; the output covers the {stats.frames} frames decoded "
+              "(--strict makes this an error)", file=sys.stderr)
     stderr.print(f"framegru predict: {result['frames']} frames at {result['fps']} fps end to end "
                  f"(decode {result['decode_fps']} fps, model {result['model_fps']} fps on {result['backend']}); "
                  f"wrote {args.out}", highlight=False)
@@ -171,5 +182,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores but one)")
     add_backend_argument(p)
-    p.add_argument("--json", action="store_true", help="last stdout line: one JSON object of frames and speeds")
+    p.add_argument("--strict", action="store_true",
+                   help="a truncated or damaged video is an error (exit 1, no output) instead of a warning")
+    p.add_argument("--json", action="store_true",
+                   help="last stdout line: one JSON object of frames and speeds (and a warning if the video was damaged)")
     p.set_defaults(handler=cmd_predict)

@@ -195,6 +195,15 @@ def convert(frame: av.VideoFrame, size: Sequence[int] | None, channels: int, fit
     return np.ascontiguousarray(image)
 
 
+def _damage(path: Path, decoded: int, declared: int, refused: int) -> str | None:
+    """What went missing from a video that was read to its end, or None for an intact one."""
+    if declared and decoded < declared:
+        return f"{path} ends after {decoded} of the {declared} frames its header declares (truncated or damaged)"
+    if refused:
+        return f"{path} has {refused} undecodable packet(s) (damaged); {decoded} frames decoded"
+    return None
+
+
 class _Failure:
     def __init__(self, exc: BaseException):
         self.exc = exc
@@ -229,6 +238,11 @@ class FrameStream:
 
     Raises (while iterating):
         DataError: the file is missing, not a video, or cannot be decoded.
+
+    A damaged video gives every frame that decodes, whatever ``threads`` is: a packet the decoder
+    refuses is skipped (FFmpeg's frame threads drop it silently, a single thread raised), and once the
+    stream has ended, :attr:`problem` says so when packets were refused or fewer frames came than the
+    header declares (a truncated file). Callers decide whether that is a warning or an error.
     """
 
     def __init__(self, path: str | Path, *, size: Sequence[int] | None = None, channels: int = 3,
@@ -238,6 +252,7 @@ class FrameStream:
         self.size, self.channels, self.fit, self.start, self.threads = size, channels, fit, start, threads
         self.fps = 30.0
         self.decode_seconds = 0.0  # time spent demuxing, decoding and converting, not waiting
+        self.problem: str | None = None  # set when the stream ends: what was missing or undecodable
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
         self._stop = threading.Event()
         self._ended = False
@@ -253,20 +268,29 @@ class FrameStream:
                 self.fps = float(stream.average_rate or stream.guessed_rate or 30)
                 if self.start > 0 and stream.time_base:
                     container.seek(int(self.start / stream.time_base), stream=stream, backward=True)
-                index = 0
+                index, refused, first_refusal = 0, 0, None
                 tic = time.perf_counter()
-                for frame in container.decode(stream):
-                    at = float(frame.time) if frame.time is not None else index / self.fps
-                    if at < self.start - 1e-6:
+                for packet in container.demux(stream):
+                    try:
+                        frames = stream.decode(packet)
+                    except av.FFmpegError as exc:  # a damaged or cut-off packet: skipped, as frame threads do
+                        refused, first_refusal = refused + 1, first_refusal or exc
                         continue
-                    image = convert(frame, self.size, self.channels, self.fit)
-                    self.decode_seconds += time.perf_counter() - tic
-                    if not _put(self._queue, Frame(image, at, index), self._stop):
-                        return
-                    index += 1
-                    tic = time.perf_counter()
+                    for frame in frames:
+                        at = float(frame.time) if frame.time is not None else index / self.fps
+                        if at < self.start - 1e-6:
+                            continue
+                        image = convert(frame, self.size, self.channels, self.fit)
+                        self.decode_seconds += time.perf_counter() - tic
+                        if not _put(self._queue, Frame(image, at, index), self._stop):
+                            return
+                        index += 1
+                        tic = time.perf_counter()
+                if index == 0 and first_refusal is not None:
+                    raise first_refusal
                 if index == 0:
                     raise DataError(f"{self.path} has no video frames" + (f" after {self.start:.2f}s" if self.start else ""))
+                self.problem = _damage(self.path, index, stream.frames if self.start <= 0 else 0, refused)
         except BaseException as exc:  # handed to the reader, who raises it
             _put(self._queue, _Failure(_fail(self.path, exc)), self._stop)
         finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from video_data import moving_digit, tiny_checkpoint, write_video
+from video_data import cut_in_half, faststart_noise_video, moving_digit, tiny_checkpoint, write_video
 
 from framegru import predict
 from framegru.cli import main
@@ -172,3 +172,19 @@ def test_a_failure_while_predicting_leaves_no_output(checkpoint, clip, tmp_path,
     with pytest.raises(RuntimeError):
         predict.predict_video(model, clip, tmp_path / "out.mp4")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_truncated_video_is_a_warning_or_with_strict_an_error(checkpoint, tmp_path, capfd):
+    half = cut_in_half(faststart_noise_video(tmp_path / "whole.mp4"), tmp_path / "half.mp4")
+    out = tmp_path / "out.mp4"
+    assert main(["predict", str(half), "--checkpoint", str(checkpoint), "--out", str(out), "--json"]) == 0
+    captured = capfd.readouterr()
+    result = json.loads(captured.out.splitlines()[-1])
+    declared = f"{half} ends after {result['frames']} of the 200 frames its header declares"
+    assert result["frames"] < 200 and result["warning"].startswith(declared)
+    assert captured.err.startswith(f"framegru: warning: {declared}") and probe(out).frames == result["frames"]
+    out.unlink()
+    assert main(["predict", str(half), "--checkpoint", str(checkpoint), "--out", str(out), "--strict"]) == 1
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"framegru: error: {declared}") and "--strict" in lines[0]
+    assert not out.exists()

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from video_data import DIRECTIONS, moving_digit, ramp_video, write_direction_tree, write_video
+from video_data import (DIRECTIONS, cut_in_half, faststart_noise_video, moving_digit, ramp_video,
+                        write_direction_tree, write_video)
 
 from framegru.config import load_config, validate
 from framegru.errors import DataError
@@ -207,6 +208,23 @@ def test_writer_without_frames_leaves_no_file(tmp_path):
     with VideoWriter(tmp_path / "nothing.mp4"):
         pass
     assert not (tmp_path / "nothing.mp4").exists()
+
+
+def test_a_truncated_video_reads_the_same_with_any_decoder_threads(tmp_path):
+    whole = faststart_noise_video(tmp_path / "whole.mp4", frames=200)
+    half = cut_in_half(whole, tmp_path / "half.mp4")
+    read = {}
+    for threads in (0, 1, 2):  # 0: FFmpeg's frame threads, which used to drop the cut-off packet silently
+        with FrameStream(half, threads=threads, size=(16, 16)) as stream:
+            read[threads] = ([f.image for f in stream], stream.problem)
+    frames, problem = read[0]
+    assert 50 <= len(frames) < 150
+    assert problem == f"{half} ends after {len(frames)} of the 200 frames its header declares (truncated or damaged)"
+    for threads in (1, 2):
+        assert read[threads][1] == problem and len(read[threads][0]) == len(frames)
+        assert all(np.array_equal(a, b) for a, b in zip(read[threads][0], frames))
+    with FrameStream(whole, threads=0) as stream:
+        assert sum(1 for _ in stream) == 200 and stream.problem is None
 
 
 # -- the reader ----------------------------------------------------------------------------------

@@ -85,3 +85,29 @@ def tiny_checkpoint(path: Path, *, task: str = "predict", size: tuple[int, int] 
             model.head.decode[2].weight.mul_(contrast)
     checkpoint.save(path, model.state_dict(), config=config.to_dict(), info=info.to_dict(), step=0)
     return path
+
+
+def faststart_noise_video(path: Path, frames: int = 200, size: int = 32, fps: float = 25.0) -> Path:
+    """An H.264 MP4 of random frames written with ``movflags=faststart``: its index (and so the frame count
+    it declares) comes first, and every frame takes about as many bytes, so cutting the file in half keeps
+    the header and about half the frames."""
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=round(fps), options={"crf": "20", "preset": "ultrafast"})
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for _ in range(frames):
+            image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def cut_in_half(path: Path, out: Path) -> Path:
+    data = path.read_bytes()
+    out.write_bytes(data[: len(data) // 2])
+    return out
