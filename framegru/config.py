@@ -9,6 +9,8 @@ when it is built.
 from __future__ import annotations
 
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -168,10 +170,29 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
+def _config_key(loc: tuple) -> tuple[tuple, bool]:
+    """The part of a pydantic error location that is a config key, and whether a union's member tag
+    (``int``, ``list[int]``: pydantic's, not the user's) followed it."""
+    annotation: Any = Config
+    for i, part in enumerate(loc):
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part) if isinstance(part, str) else None
+            annotation = getattr(field, "annotation", None)
+        elif typing.get_origin(annotation) in (typing.Union, types.UnionType) and isinstance(part, str):
+            return loc[:i], True
+        else:  # list items and the like: their indices are the user's
+            annotation = None
+    return loc, False
+
+
 def _explain(exc: ValidationError, source: str) -> UsageError:
     error = exc.errors()[0]
-    loc = tuple(error["loc"])
+    loc, union = _config_key(tuple(error["loc"]))
     key = ".".join(str(p) for p in loc)
+    if union:  # one error per member type: say which types would do
+        tags = [e["loc"][len(loc)] for e in exc.errors() if tuple(e["loc"][: len(loc)]) == loc and len(e["loc"]) > len(loc)]
+        expected = " or ".join(dict.fromkeys(str(t) for t in tags))
+        return UsageError(f"{source}: bad value for '{key}': expected {expected} (got {brief(error.get('input'))})")
     if error["type"] == "extra_forbidden":
         prefix = ".".join(str(p) for p in loc[:-1])
         valid = [f"{prefix}.{f}" if prefix else f for f in _fields_at(Config, loc)]

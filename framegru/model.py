@@ -183,9 +183,10 @@ def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], misma
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as exc:  # a tensor of the wrong shape
         raise DataError(f"{mismatch}: {str(exc).splitlines()[-1].strip()}") from None
-    if missing or unexpected:
-        raise DataError(f"{mismatch} (missing {len(missing)} tensors, e.g. {missing[:2]}; "
-                        f"unexpected {len(unexpected)}, e.g. {unexpected[:2]})")
+    parts = [f"{what} {len(names)} tensor{'s' if len(names) > 1 else ''}, e.g. {', '.join(names[:2])}"
+             for what, names in (("missing", missing), ("unexpected", unexpected)) if names]
+    if parts:
+        raise DataError(f"{mismatch} ({'; '.join(parts)})")
 
 
 def load_model(path, components: Components, device: str | torch.device = "cpu") -> FrameModel:

@@ -85,7 +85,7 @@ class Registry:
         except KeyError:
             hint = did_you_mean(name, self._entries)
             raise UsageError(
-                f"unknown {self.kind} '{name}'{hint} available: {', '.join(self.names()) or '(none)'}"
+                f"unknown {self.kind} '{name}'{hint} (available: {', '.join(self.names()) or 'none'})"
             ) from None
 
     def build(self, name: str, options: Mapping[str, Any], *, key: str, **fixed: Any) -> Any:
@@ -99,8 +99,8 @@ class Registry:
         for option in options:
             if option not in allowed and not accepts_any:
                 hint = did_you_mean(option, allowed)
-                listing = ", ".join(allowed) or "(none)"
-                raise UsageError(f"unknown option '{key}.{option}' for {self.kind} '{name}'{hint} options: {listing}")
+                listing = ", ".join(allowed) or "none"
+                raise UsageError(f"unknown option '{key}.{option}' for {self.kind} '{name}'{hint} (options: {listing})")
         missing = [n for n, p in allowed.items() if p.default is p.empty and n not in options]
         if missing:
             raise UsageError(f"{self.kind} '{name}' needs option '{key}.{missing[0]}'")

@@ -140,6 +140,9 @@ def make_corpus(root: Path) -> None:
     poisoned = checkpoint.load(root / "predict.safetensors")
     poisoned.weights["head.decode.2.weight"].view(-1)[0] = float("nan")
     checkpoint.save(root / "nan.safetensors", poisoned.weights, config=poisoned.config, info=poisoned.info, step=0)
+    del poisoned.weights["head.decode.2.weight"]  # and one with a tensor missing
+    checkpoint.save(root / "missing_tensor.safetensors", poisoned.weights, config=poisoned.config, info=poisoned.info,
+                    step=0)
     real = (root / "predict.safetensors").read_bytes()
     marker = root / MARKER
     (root / "pickle.safetensors").write_bytes(pickle.dumps(Payload(marker), protocol=2))
@@ -198,6 +201,9 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "run/wrong-type-override": (["run", "good.yaml", "train.lr=fast"], 2, "bad value for 'train.lr'"),
     "run/bad-override": (["run", "good.yaml", "train.max_steps"], 2, "bad override 'train.max_steps'"),
     "run/unknown-component": (["run", "unknown_component.yaml"], 2, "unknown backbone 'resnt' — did you mean 'resnet'?"),
+    "run/not-one-of-the-types": (["run", "good.yaml", "model.engine.hidden=abc"], 2,
+                                 "bad value for 'model.engine.hidden': expected int or list[int] (got 'abc')"),
+    "run/unknown-reader": (["run", "good.yaml", "data.reader=nosuch"], 2, "unknown reader 'nosuch' (available: cifar10, drift, "),
     "run/yaml-alias-bomb": (["run", "bomb.yaml"], 2, "bad value for 'seed'"),
     "run/yaml-too-deep": (["run", "deep.yaml"], 2, "nested too deeply"),
     "run/option-of-wrong-type": (["run", "good.yaml", "model.backbone.patch=abc"], 2,
@@ -226,6 +232,9 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "run/run-dir-holds-a-run": (["run", "good.yaml", "run.dir=runs/done"], 2,
                                 "run.dir runs/done already holds a run (last.safetensors): add --resume"),
     "run/resume-without-checkpoint": (["run", "good.yaml", "--resume", "run.dir=runs/never"], 2, "no checkpoint to resume"),
+    "predict/checkpoint-missing-a-tensor": (["predict", "clip.mp4", "--checkpoint", "missing_tensor.safetensors",
+                                             "--out", "o.mp4"], 1, "the model its config describes (missing 1 tensor, "
+                                            "e.g. head.decode.2.weight)"),
     "predict/classifier-checkpoint": (["predict", "clip.mp4", "--checkpoint", "still.safetensors", "--out", "o.mp4"], 2,
                                       "is a 'classify' model"),
     "webcam/missing-camera": (["webcam", "--source", "9", "--no-window", "--out", "x.mp4"], 2, "camera 9 cannot be opened"),

@@ -91,7 +91,7 @@ def test_duplicate_of_builtin_is_an_error(tmp_path):
 def test_unknown_name_suggests_and_lists(components):
     with pytest.raises(UsageError) as err:
         components.backbones.get("resnt")
-    assert str(err.value) == "unknown backbone 'resnt' — did you mean 'resnet'? available: conv, encoder, identity, resnet, vgg"
+    assert str(err.value) == "unknown backbone 'resnt' — did you mean 'resnet'? (available: conv, encoder, identity, resnet, vgg)"
 
 
 def test_unknown_option_suggests(components):
