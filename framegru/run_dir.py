@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import checkpoint
-from .errors import UsageError
+from .errors import DataError, UsageError
 
 try:
     import fcntl
@@ -34,29 +34,46 @@ def locked(run_dir: Path) -> Iterator[None]:
 
     Two runs in one folder would overwrite each other's checkpoints step after step. The lock is an
     ``flock`` on ``run_dir/.lock``: the kernel drops it when the process ends, even by ``kill -9``,
-    so a crashed run never leaves the folder locked.
+    so a crashed run never leaves the folder locked. A folder this call created and nothing but the
+    lock went into (a run that failed while building) is removed again.
     """
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        yield
-        return
-    with open(run_dir / LOCK_NAME, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            raise UsageError(f"run.dir {run_dir} is in use by another framegru run"
-                             f"{f' (pid {holder})' if holder else ''}: wait for it to finish or set run.dir "
-                             "to another folder") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
+    try:
+        if fcntl is None:
             yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return
+        lock = run_dir / LOCK_NAME
+        with open(lock, "a+b", buffering=0) as handle:  # unbuffered: a full disk fails the write, not close()
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().decode(errors="replace").strip()
+                raise UsageError(f"run.dir {run_dir} is in use by another framegru run"
+                                 f"{f' (pid {holder})' if holder else ''}: wait for it to finish or set run.dir "
+                                 "to another folder") from None
+            try:
+                handle.truncate(0)
+                handle.write(str(os.getpid()).encode())
+            except OSError as exc:
+                raise DataError(f"cannot write to run.dir {run_dir} ({lock}): {exc.strerror or exc}") from exc
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        if created:
+            _remove_if_only_the_lock(run_dir)
+
+
+def _remove_if_only_the_lock(run_dir: Path) -> None:
+    try:
+        if [p.name for p in run_dir.iterdir()] in ([], [LOCK_NAME]):
+            (run_dir / LOCK_NAME).unlink(missing_ok=True)
+            run_dir.rmdir()
+    except OSError:  # another process put something there meanwhile: leave it
+        pass
 
 
 def remove_stale_temps(run_dir: Path) -> list[Path]:

@@ -288,9 +288,10 @@ class Runner:
         if self.dir.exists() and not self.dir.is_dir():
             raise UsageError(f"run.dir {self.dir} is a file, not a folder: set run.dir to a folder")
         run_dir.check_fresh_start(self.dir, resume, overwrite)
-        self._build()
-        # Rank 0 alone writes to run.dir, so it alone holds the lock.
+        # Rank 0 alone writes to run.dir, so it alone holds the lock: taken first, so that a run.dir in use
+        # is refused before seconds of building data and model.
         with run_dir.locked(self.dir) if self.is_main else contextlib.nullcontext():
+            self._build()
             start = self._start(resume, overwrite)
             self.events.start(self, start)
             try:
@@ -317,11 +318,23 @@ class Runner:
         start = self._resume() if resume else 0
         if not resume and self.config.train.init is not None:
             self._init_weights()
+        # A resumed run's config.yaml waits for its first checkpoint: a resume that fails before one (a
+        # diverged loss) must leave the config that ``last`` was trained with.
+        self._config_unwritten = True
         if self.is_main:
             if resume:
                 self._forget_metrics_after(start)
-            (self.dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            else:
+                self._write_config()
         return start
+
+    def _write_config(self) -> None:
+        path = self.dir / "config.yaml"
+        try:
+            path.write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        except OSError as exc:
+            raise DataError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        self._config_unwritten = False
 
     def _write_outputs(self, step: int, metrics: dict[str, Any], *, log: bool, best: bool, last: bool) -> None:
         """Rank 0 logs ``metrics`` (the latest evaluation's) and writes the ``best`` and ``last`` checkpoints.
@@ -340,6 +353,8 @@ class Runner:
                     self.events.evaluated(step, metrics)
                 if last:
                     self._save("last", step, metrics, with_state=True)
+                    if self._config_unwritten:
+                        self._write_config()
             except OSError as exc:
                 failure = DataError(f"cannot write to run.dir {self.dir} at step {step}: {exc.strerror or exc}")
             except DataError as exc:
@@ -407,5 +422,5 @@ def run_config(config: Config, components: Components, *, resume: bool = False, 
     try:
         return Runner(config, components, events).run(resume=resume, overwrite=overwrite)
     except OSError as exc:  # a missing file, a full disk, a read-only run.dir
-        where = f" {exc.filename}" if exc.filename else ""
-        raise DataError(f"cannot access{where}: {exc.strerror or exc}") from exc
+        where = exc.filename or f"run.dir {config.run.dir}"  # no name: most likely a write there
+        raise DataError(f"cannot access {where}: {exc.strerror or exc}") from exc

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from drift_plugin import drift_config
 from forked_cli import run_many
 from kill_points import kill_plugin, tiny_moving_mnist
 from still_data import tiny_rows_config
+from test_predict import limit_file_size
 from test_runner import KillAt
 
 from framegru import checkpoint
@@ -106,7 +108,7 @@ def test_interrupt_kill_resume_and_divergence_through_the_cli(tmp_path):
 
     # A diverging resume stops with one line and status 1, and leaves the good checkpoint as it was
     # (no checkpoint is due before the loss turns non-finite).
-    good = last.read_bytes()
+    good, config_yaml = last.read_bytes(), (run_dir / "config.yaml").read_text()
     diverged = run_to_end(path, "--resume", f"train.max_steps={STEPS + 10}", "train.lr=1e30", "train.grad_clip=0",
                           "train.checkpoint_every=100")
     assert diverged.returncode == 1, diverged.stderr
@@ -114,6 +116,7 @@ def test_interrupt_kill_resume_and_divergence_through_the_cli(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("framegru: error: ") and "training diverged" in lines[0]
     assert diverged.stderr.strip().splitlines()[-1] == lines[0]
     assert last.read_bytes() == good
+    assert (run_dir / "config.yaml").read_text() == config_yaml  # still the config `last` was trained with
 
 
 def test_resume_logs_each_evaluation_once(tmp_path):
@@ -144,6 +147,32 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         run_config(config, components)
     assert checkpoint.load(tmp_path / "run" / "last.safetensors").step == 2
     assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("full", ["file size limit", "full tmpfs"])
+def test_a_disk_full_from_the_start_names_the_run_dir(tmp_path, full):
+    """Not one byte can be written under run.dir: the lock file's write fails first, and says where."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    limit = None
+    if full == "full tmpfs":
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(folder)], capture_output=True).returncode:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        with open(folder / "filler", "wb") as f, contextlib.suppress(OSError):
+            f.write(bytes(1 << 20))
+    else:
+        limit = limit_file_size(0)
+    try:
+        path = write_config(tmp_path / "full.yaml", drift_config(folder / "run", max_steps=2))
+        done = subprocess.run([sys.executable, "-m", "framegru", "run", str(path)], capture_output=True, text=True,
+                              env=ENV, timeout=300, preexec_fn=limit)
+        assert done.returncode == 1, done.stderr
+        reason = "File too large" if limit else "No space left on device"
+        assert error_lines(done.stderr) == [f"framegru: error: cannot write to run.dir {folder / 'run'} "
+                                            f"({folder / 'run' / '.lock'}): {reason}"], done.stderr
+    finally:
+        if limit is None:
+            subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_a_really_full_disk_through_the_cli(tmp_path):

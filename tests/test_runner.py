@@ -236,6 +236,25 @@ def test_a_run_dir_in_use_is_refused(config_path, tmp_path):
     assert checkpoint.load(tmp_path / "run" / "last.safetensors").step == 2
 
 
+def test_a_run_dir_in_use_is_refused_before_the_data_is_built(config_path, tmp_path):
+    # drift.py's reader, which leaves a mark when a data set is built (seconds, for real data)
+    (tmp_path / "marking.py").write_text(NOISE.replace("self.frames, self.size = frames, size", "self.frames, self.size = "
+                                         f"frames, size; open({str(tmp_path / 'built')!r}, 'a').close()"))
+    config = load_config(config_path, ["train.max_steps=2", "plugins=[marking.py]"])
+    with run_dir.locked(tmp_path / "run"), pytest.raises(UsageError, match="is in use by another framegru run"):
+        run_config(config, components_for(config))
+    assert not (tmp_path / "built").exists()
+    run_config(config, components_for(config))
+    assert (tmp_path / "built").exists()  # the mark works
+
+
+def test_a_run_that_fails_while_building_leaves_no_run_dir(config_path, tmp_path):
+    config = load_config(config_path, ["model.head.width=0"])
+    with pytest.raises(UsageError, match="width must be >= 1"):
+        run_config(config, components_for(config))
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_clears_writes_a_kill_left_unfinished(config_path, tmp_path):
     config = load_config(config_path, ["train.max_steps=4"])
     run_config(config, components_for(config))
