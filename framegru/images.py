@@ -28,18 +28,32 @@ GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma,
 MAX_IMAGE_PIXELS = 178_956_970
 
 
-def _header_pixels(data: np.ndarray) -> int | None:
-    """Width x height read from the header alone (Pillow opens lazily); None for a format Pillow does not know."""
+def _header(data: np.ndarray) -> tuple[int, int, str] | None:
+    """``(width, height, format)`` read from the header alone (Pillow opens lazily); None for a format
+    Pillow does not know. A decompression bomb's width is over :data:`MAX_IMAGE_PIXELS`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's own bomb warning: we say it ourselves
             with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
+                return image.size[0], image.size[1], image.format or ""
     except Image.DecompressionBombError:
-        return MAX_IMAGE_PIXELS + 1
+        return MAX_IMAGE_PIXELS + 1, 1, ""
     except Exception:  # not a format Pillow reads, or a damaged header: OpenCV decides
         return None
-    return width * height
+
+
+# JPEG decodes at 1/2, 1/4 or 1/8 scale in the DCT domain: a 24-megapixel photo for a 32x32 model then
+# never exists at full size (time and memory both drop by the square of the factor).
+_REDUCED_JPEG = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def _decode_flags(header: tuple[int, int, str] | None, size: tuple[int, int] | None) -> int:
+    if header is None or size is None or header[2] != "JPEG":
+        return DECODE_FLAGS
+    for factor, flags in _REDUCED_JPEG:  # still at least twice the size wanted, whichever way up it is
+        if min(header[:2]) // factor >= 2 * max(size):
+            return flags
+    return DECODE_FLAGS
 
 
 def _to_unit_range(image: np.ndarray) -> np.ndarray:
@@ -47,6 +61,15 @@ def _to_unit_range(image: np.ndarray) -> np.ndarray:
     if image.dtype.kind in "ui":
         return image.astype(np.float32) / float(np.iinfo(image.dtype).max)
     return image.astype(np.float32)
+
+
+def _shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-resize a much larger decoded image to ``size`` while it is still integers, before the float
+    copies: a 13000x13000 RGB PNG for a 32x32 model peaked at 4.9 GB of memory through float32 at full
+    size, and at OpenCV's decoding (1 GB) this way. The price is rounding to integer levels
+    (at most half a level, 0.2% of the range) where the float path rounded nothing."""
+    small = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return small if small.ndim == 3 or image.ndim == 2 else small[:, :, None]
 
 
 def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -71,16 +94,18 @@ def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = N
         raise DataError(f"image not found: {path}") from None
     except OSError as exc:
         raise DataError(f"cannot read image {path}: {exc.strerror or exc}") from None
-    pixels = _header_pixels(data) if data.size else None
-    if pixels is not None and pixels > MAX_IMAGE_PIXELS:
+    header = _header(data) if data.size else None
+    if header is not None and header[0] * header[1] > MAX_IMAGE_PIXELS:
         raise DataError(f"image {path} has more than {MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?): "
                         "shrink it before giving it to framegru")
     try:
-        image = cv2.imdecode(data, DECODE_FLAGS) if data.size else None
+        image = cv2.imdecode(data, _decode_flags(header, size)) if data.size else None
     except cv2.error:  # OpenCV refuses some inputs by raising rather than returning None
         image = None
     if image is None or image.size == 0:
         raise DataError(f"cannot decode image {path}: not an image, or corrupt")
+    if size is not None and image.shape[0] >= 2 * size[0] and image.shape[1] >= 2 * size[1]:
+        image = _shrink(image, size)
     image = _to_unit_range(image)
     if image.ndim == 2:
         image = image[:, :, None]

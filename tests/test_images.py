@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -103,3 +107,30 @@ def test_missing_file_and_folder(tmp_path):
         read_image(tmp_path / "nope.png", 3)
     with pytest.raises(DataError, match="is a folder, not an image"):
         read_image(tmp_path, 3)
+
+
+PEAK_RSS = """
+import resource, sys
+from framegru.images import read_image
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+read_image(sys.argv[1], 3, (32, 32))
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, budget", [("png", 3.0), ("jpg", 0.5)])
+def test_a_big_image_for_a_small_model_never_exists_in_float_at_full_size(tmp_path, kind, budget):
+    """Peak memory of a fresh process reading a 6000x4000 RGB image for a 32x32 model, in units of the
+    image's own uint8 size (72 MB): the float32 path took 8.6 (a 13000x13000 PNG peaked at 4.9 GB); a PNG
+    now costs OpenCV's decoding, and a JPEG is decoded at 1/8 scale."""
+    rng = np.random.default_rng(0)
+    pixels = cv2.resize(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8), (6000, 4000), interpolation=cv2.INTER_LINEAR)
+    path = tmp_path / f"photo.{kind}"
+    cv2.imwrite(str(path), pixels)
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS, str(path)], capture_output=True, text=True, check=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert int(done.stdout) < budget * pixels.nbytes
+    small = read_image(path, 3, (32, 32))
+    expected = cv2.resize(pixels[:, :, ::-1].astype(np.float32) / 255, (32, 32), interpolation=cv2.INTER_AREA)
+    assert np.abs(small.permute(1, 2, 0).numpy() - expected).max() < 0.02  # the same picture
