@@ -1,7 +1,7 @@
 """Checkpoints: safetensors only, written atomically, with the resolved config in the metadata.
 
 Nothing from a user's disk is ever unpickled. A checkpoint holds the model's weights under their
-``state_dict`` names; a training checkpoint (``last``) adds the optimizer and RNG state under the
+``state_dict`` names; a training checkpoint (``last``) adds the optimizer state under the
 ``train_state/`` prefix, so ``--resume`` needs no pickle either.
 """
 
