@@ -16,6 +16,7 @@ except ImportError:  # Windows: no advisory locks; the other guards still hold
     fcntl = None
 
 LOCK_NAME = ".lock"
+_HELD: dict[int, tuple[int, int]] = {}  # descriptor -> (device, inode) of each run.dir lock this process holds
 RESULTS = ("last.safetensors", "best.safetensors", "metrics.jsonl", "predictions.png", "predictions.gif")
 
 
@@ -58,13 +59,33 @@ def locked(run_dir: Path) -> Iterator[None]:
                 handle.write(str(os.getpid()).encode())
             except OSError as exc:
                 raise DataError(f"cannot write to run.dir {run_dir} ({lock}): {exc.strerror or exc}") from exc
+            identity = os.fstat(handle.fileno())
+            _HELD[handle.fileno()] = (identity.st_dev, identity.st_ino)
             try:
                 yield
             finally:
+                _HELD.pop(handle.fileno(), None)
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     finally:
         if created:
             _remove_if_only_the_lock(run_dir)
+
+
+def close_inherited_locks() -> None:
+    """In a forked child (a DataLoader worker): close its copies of the parent's run.dir locks.
+
+    An ``flock`` belongs to the open file, which a fork shares: a worker that outlived its killed run
+    (it notices within 5 s) kept run.dir locked, and an immediate ``--resume`` was refused. Only a
+    descriptor that still is the lock file is closed (a spawned child has other files at those numbers).
+    """
+    for fd, identity in list(_HELD.items()):
+        try:
+            found = os.fstat(fd)
+            if (found.st_dev, found.st_ino) == identity:
+                os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
 
 
 def _remove_if_only_the_lock(run_dir: Path) -> None:

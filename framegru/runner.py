@@ -120,7 +120,12 @@ def _loader(dataset: Dataset, config: Config, batches) -> DataLoader:
     return DataLoader(
         dataset, batch_sampler=batches, num_workers=_workers(config),
         pin_memory=torch.cuda.is_available(), persistent_workers=False,
+        worker_init_fn=_worker_started,
     )
+
+
+def _worker_started(worker_id: int) -> None:
+    run_dir.close_inherited_locks()  # the run.dir lock must end with the run, not with its last worker
 
 
 def eval_order(n: int, batch_size: int, limit: int | None = None, rank: int = 0, world: int = 1) -> list[list[int]]:

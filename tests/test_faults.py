@@ -238,3 +238,15 @@ def test_a_run_killed_before_during_or_after_an_evaluation_resumes_exactly(task,
     for name, outcome in zip(KILLS, resumed):
         assert outcome.returncode == 0, f"{name}: {outcome.stderr}"
         same_run(tmp_path / "whole", tmp_path / name)
+
+
+def test_a_killed_runs_data_loader_worker_does_not_hold_run_dir(tmp_path):
+    """A DataLoader worker lives on for up to 5 s after its run is killed; it must not keep the run.dir
+    lock (an flock is shared across fork) and so refuse the immediate --resume."""
+    config = drift_config(tmp_path / "run", max_steps=6, checkpoint_every=1)
+    config["data"]["num_workers"] = 1
+    path = write_config(tmp_path / "workers.yaml", config)
+    killed, = run_many([["--plugin", str(kill_plugin(tmp_path, step=3)), "run", str(path)]], cwd=tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    resumed, = run_many([["run", str(path), "--resume"]], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
