@@ -240,6 +240,7 @@ def test_a_run_killed_before_during_or_after_an_evaluation_resumes_exactly(task,
         same_run(tmp_path / "whole", tmp_path / name)
 
 
+@pytest.mark.slow
 def test_a_killed_runs_data_loader_worker_does_not_hold_run_dir(tmp_path):
     """A DataLoader worker lives on for up to 5 s after its run is killed; it must not keep the run.dir
     lock (an flock is shared across fork) and so refuse the immediate --resume."""
