@@ -94,6 +94,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     components = components_for(args, config.plugins)
+    if distributed.rank() == 0:
+        for note in config.notes:
+            stderr.print(note, highlight=False)
     events = RichEvents(stderr) if distributed.rank() == 0 else RunEvents()
     try:
         metrics = run_config(config, components, resume=args.resume, overwrite=args.overwrite, events=events)
@@ -115,6 +118,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     components = components_for(args, config.plugins)
+    for note in config.notes:
+        stderr.print(note, highlight=False)
     metrics = evaluate_checkpoint(config, components, args.checkpoint, args.data, args.save_predictions)
     if args.json:
         print_json(metrics)
@@ -186,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"framegru: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("framegru: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a run's Interrupted says what it kept
+        print(f"framegru: interrupted{': ' + one_line(str(exc)) if str(exc) else ''}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0

@@ -4,10 +4,17 @@ Every section forbids unknown keys, so a typo is an error that names the file, t
 closest valid key. Components (``data.reader``, ``model.backbone``, ``model.head``) are a name or a
 mapping ``{name: ..., option: value, ...}``; their options are checked against the component itself
 when it is built.
+
+A config fits the machine it runs on through its ``per_device`` section: ``per_device.cpu`` and
+``per_device.cuda`` each map dotted keys to values, applied when ``train.device`` resolves to that
+device type (``auto``: cuda where available), before the command line's overrides, which win. The
+resolved config (section applied, section dropped) is what a run writes to ``run.dir/config.yaml`` and
+into its checkpoints, so resuming from either gives the same run.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import types
 import typing
@@ -15,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .errors import UsageError, brief, did_you_mean
 
@@ -80,6 +87,9 @@ class TrainConfig(Strict):
     eval_every: int = Field(500, ge=1)
     eval_batches: int | None = Field(None, ge=1)
     checkpoint_every: int | None = Field(None, ge=1)
+    # Also save ``last`` when this many minutes have passed since the previous save (0 or null: only at
+    # evaluations and checkpoint_every): an interrupted long run loses minutes, not hours.
+    checkpoint_minutes: float | None = Field(5.0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # bf16 autocast on CUDA
     # bf16 autocast on the CPU too: 1.6-1.9x faster training where the CPU has AVX-512 BF16 or AMX
@@ -102,6 +112,33 @@ class Config(Strict):
     model: ModelConfig
     train: TrainConfig = TrainConfig()
     run: RunConfig = RunConfig()
+    # How load_config resolved this config: the per_device section it applied and what it said about it.
+    _origin: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def device_section(self) -> str | None:
+        """``cpu`` or ``cuda``: the ``per_device`` section applied to this config, if any."""
+        return self._origin.get("device_section")
+
+    @property
+    def notes(self) -> list[str]:
+        """What loading changed beyond the keys given (a reader switched by name drops the old one's options)."""
+        return list(self._origin.get("notes", []))
+
+    def resolved_header(self) -> str:
+        """The comment heading ``run.dir/config.yaml``: where this config came from and what was applied."""
+        origin = self._origin
+        lines = [f"# The resolved config of {origin.get('source', 'a framegru run')}: every default filled in"]
+        section = origin.get("device_section")
+        if section:
+            applied = ", ".join(f"{'.'.join(k)}: {json_brief(v)}" for k, v in origin["device_values"])
+            lines.append(f"# per_device.{section} applied (train.device resolved to {section}): {applied}")
+        else:
+            lines.append("# no per_device section applied")
+        if origin.get("overrides"):
+            lines.append(f"# then the command line's overrides: {' '.join(origin['overrides'])}")
+        lines.append("# Running or resuming from this file gives the same run on any machine.")
+        return "\n".join(lines) + "\n"
 
     def data_root(self) -> Path:
         """``data.root``, else ``$FRAMEGRU_DATA``, else ``~/.cache/framegru/data``."""
@@ -142,21 +179,106 @@ def _default_component(path: list[str]) -> str | None:
     return default.name if isinstance(default, Component) else None
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    for path, value in parse_overrides(overrides):
+COMPONENT_KEYS = ("reader", "backbone", "head")
+DEVICES = ("cpu", "cuda")
+
+
+def json_brief(value: Any) -> str:
+    """A value as it would be typed in YAML flow style, on one line (``[64, 64]``, ``3000``, ``null``)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
+
+
+def _current_name(raw: dict[str, Any], path: list[str]) -> str | None:
+    node: Any = raw
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        return node.get("name")
+    return node if isinstance(node, str) else _default_component(path)
+
+
+def _switch_components(raw: dict[str, Any], pairs: list[tuple[list[str], Any]], notes: list[str]) -> None:
+    """``data.reader.name=other`` starts ``other`` with no options: the old reader's options (moving_mnist's
+    ``digits``) mean nothing to another reader and would fail as unknown options."""
+    for path, value in pairs:
+        if len(path) < 2 or path[-1] != "name" or path[-2] not in COMPONENT_KEYS:
+            continue
+        where = path[:-1]
+        old = _current_name(raw, where)
+        node: Any = raw
+        for part in where[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        current = node.get(where[-1]) if isinstance(node, dict) else None
+        if old == value or not isinstance(current, dict):
+            continue
+        dropped = [k for k in current if k != "name"]
+        node[where[-1]] = {"name": value}
+        if dropped:
+            notes.append(f"{'.'.join(where)} switched from '{old}' to '{value}': dropped {old}'s options "
+                         f"{', '.join(dropped)} (set {value}'s own as {'.'.join(where)}.OPTION=VALUE)")
+
+
+def apply_values(raw: dict[str, Any], pairs: list[tuple[list[str], Any]], notes: list[str] | None = None) -> dict[str, Any]:
+    """Set each dotted key path of ``pairs`` in ``raw``; a component switched by name loses the old options."""
+    _switch_components(raw, pairs, notes if notes is not None else [])
+    for path, value in pairs:
         node = raw
         for i, part in enumerate(path[:-1]):
             child = node.get(part)
             if child is None:
                 child = _default_component(path[: i + 1])
-            if isinstance(child, str) and part in ("reader", "backbone", "head"):
+            if isinstance(child, str) and part in COMPONENT_KEYS:
                 child = {"name": child}  # a component given by name gains options
             elif not isinstance(child, dict):
                 child = {}
             node[part] = child
             node = child
-        node[path[-1]] = value
+        node[path[-1]] = copy.deepcopy(value)
     return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], notes: list[str] | None = None) -> dict[str, Any]:
+    return apply_values(raw, parse_overrides(overrides), notes)
+
+
+def device_type(name: str) -> str:
+    """The device type ``train.device`` resolves to on this machine: ``auto`` is cuda where available."""
+    if name != "auto":
+        return name
+    import torch  # here, not at the top: validating a config should not need torch's import time
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _per_device(raw: dict[str, Any], source: str) -> dict[str, list[tuple[list[str], Any]]]:
+    """Take the ``per_device`` section out of ``raw``: ``{device: [(dotted key path, value), ...]}``."""
+    section = raw.pop("per_device", None)
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise UsageError(f"{source}: per_device must be a mapping with keys {' and '.join(DEVICES)}, "
+                         f"got {brief(section)}")
+    sections = {}
+    for device, entries in section.items():
+        if device not in DEVICES:
+            raise UsageError(f"{source}: unknown key 'per_device.{device}'{did_you_mean(str(device), DEVICES)} "
+                             f"(per_device has {' and '.join(DEVICES)})")
+        entries = entries or {}
+        if not isinstance(entries, dict):
+            raise UsageError(f"{source}: per_device.{device} must map dotted keys to values "
+                             f"(train.max_steps: 3000), got {brief(entries)}")
+        pairs = []
+        for key in entries:
+            path = str(key).split(".")
+            if any(not part for part in path) or path[0] == "per_device":
+                raise UsageError(f"{source}: per_device.{device}: bad key '{key}': expected a dotted config key "
+                                 "like train.max_steps")
+            if path == ["train", "device"]:
+                raise UsageError(f"{source}: per_device.{device}: 'train.device' chooses the section; "
+                                 "set it at the top level or on the command line")
+            pairs.append((path, entries[key]))
+        sections[device] = pairs
+    return sections
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -234,14 +356,42 @@ def validate(raw: dict[str, Any], source: str) -> Config:
         raise _explain(exc, source) from exc
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read, override and validate a config; plugin paths become relative to the config's folder."""
+def load_config(path: str | Path, overrides: list[str] | None = None, *, per_device: bool = True) -> Config:
+    """Read a config, apply its ``per_device`` section for this machine, then ``overrides``, and validate.
+
+    Plugin paths become relative to the config's folder. Every ``per_device`` section is validated, not
+    only the one applied here: a typo in the cuda section fails on a CPU machine too.
+
+    Args:
+        path: the YAML file.
+        overrides: ``key.sub=value`` strings, applied last.
+        per_device: apply the section of this machine's device; False keeps the top-level values
+            (benchmarks measure one model whatever the machine).
+    """
     path = Path(path)
-    raw = apply_overrides(read_yaml(path), list(overrides or []))
-    config = validate(raw, str(path))
+    overrides = list(overrides or [])
+    raw = read_yaml(path)
+    sections = _per_device(raw, str(path))
+    cli = parse_overrides(overrides)
+    notes: list[str] = []
+    config = validate(apply_values(copy.deepcopy(raw), cli, notes), str(path))
+    resolved: dict[str, Config] = {}
+    for device, pairs in sections.items():
+        resolved[device] = validate(apply_values(apply_values(copy.deepcopy(raw), pairs), cli),
+                                    f"{path}: per_device.{device}")
+    device = device_type(config.train.device)
+    if device in sections and per_device:
+        notes = []  # said again below, now for the config that runs
+        config = validate(apply_values(apply_values(copy.deepcopy(raw), sections[device], notes), cli, notes),
+                          f"{path}: per_device.{device}")
     base = path.resolve().parent
     config.plugins = [
         str(base / p) if (p.endswith(".py") or "/" in p) and not Path(p).is_absolute() else p
         for p in config.plugins
     ]
+    config._origin = {
+        "source": str(path), "overrides": overrides, "notes": notes,
+        "device_section": device if device in sections and per_device else None,
+        "device_values": sections.get(device, []) if per_device else [],
+    }
     return config

@@ -90,6 +90,22 @@ def mean(value: Tensor) -> Tensor:
     return value / dist.get_world_size()
 
 
+def step_consensus(loss: Tensor, *flags: bool) -> tuple[float, ...]:
+    """The global mean of ``loss`` and, for each flag, whether any rank raised it: one all-reduce.
+
+    A decision one rank takes alone (stop on Ctrl-C, save because its clock says so) must be taken by
+    all ranks at the same step, or the others wait forever in the next collective. Riding on the loss
+    reduction that every step already makes, it costs nothing more.
+    """
+    if not dist.is_initialized():
+        return (loss.item(), *flags)
+    values = torch.stack([loss.detach().float(), *(loss.new_tensor(float(f), dtype=torch.float32) for f in flags)])
+    values = values.to(_collective_device())
+    dist.all_reduce(values)
+    out = values.tolist()
+    return (out[0] / dist.get_world_size(), *(v > 0 for v in out[1:]))
+
+
 def _collective_device() -> torch.device:
     """Where a collective's tensor must live: nccl only reduces tensors on the process's GPU, gloo CPU ones."""
     if dist.get_backend() == "nccl":

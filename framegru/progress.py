@@ -1,13 +1,16 @@
-"""The terminal UI of a run: a rich progress bar with loss, speed and ETA, and a line per evaluation."""
+"""The terminal UI of a run: what it will run, a rich progress bar with loss, speed and ETA, a line per
+evaluation, and the same figures as a plain line every minute where stderr is not a terminal."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .eta import Pace, about, clock
 from .events import RunEvents
 
 
@@ -15,9 +18,43 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
 
 
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+def device_summary(runner: Any) -> str:
+    """``cpu (AVX-512 BF16/AMX: yes; training in fp32)``: the device and the precision training runs in."""
+    from .runner import cpu_has_native_bf16
+
+    train = runner.config.train
+    if runner.device.type == "cpu":
+        native = "yes" if cpu_has_native_bf16() else "no"
+        precision = "bf16 autocast (train.cpu_bf16)" if train.cpu_bf16 else "fp32 (train.cpu_bf16=true: bf16)"
+        return f"{runner.device} (AVX-512 BF16/AMX: {native}; training in {precision})"
+    return f"{runner.device} ({'bf16 autocast' if train.amp else 'fp32'})"
+
+
+def eval_batch_count(runner: Any) -> int:
+    """Batches per evaluation on this rank's share: the validation set's, capped by ``train.eval_batches``."""
+    from . import distributed
+
+    train = runner.config.train
+    batches = math.ceil(len(runner.val_set) / (train.batch_size * distributed.world_size()))
+    return min(batches, train.eval_batches) if train.eval_batches else batches
+
+
+def plan(runner: Any, start_step: int) -> list[str]:
+    """What a run will do, in a few lines: the model, the device, the steps and the outputs."""
+    cfg, train = runner.config, runner.config.train
+    from . import distributed
+
+    section = f"; per_device.{cfg.device_section} applied" if cfg.device_section else ""
+    params = sum(p.numel() for p in runner.model.parameters())
+    minutes = f"every {train.checkpoint_minutes:g} min and " if train.checkpoint_minutes else ""
+    return [
+        f"[bold]framegru run[/bold] {cfg.data.reader.name} → {cfg.model.backbone.name} → ConvGRU "
+        f"{cfg.model.engine.hidden} → {cfg.model.head.name}; {params:,} parameters; run dir {runner.dir}",
+        f"device {device_summary(runner)}{section}",
+        f"{train.max_steps - start_step:,} steps x {train.batch_size * distributed.world_size()} "
+        f"(steps {start_step:,} → {train.max_steps:,}); evaluating {eval_batch_count(runner)} batches every "
+        f"{train.eval_every:,} steps; checkpoint 'last' {minutes}at evaluations",
+    ]
 
 
 class RichEvents(RunEvents):
@@ -31,46 +68,63 @@ class RichEvents(RunEvents):
         self.console = console or Console(stderr=True)
         self.progress: Progress | None = None
         self.log_every_s = log_every_s
+        self.clock = time.perf_counter
 
     def start(self, runner: Any, start_step: int) -> None:
         cfg = runner.config
-        self.console.print(
-            f"[bold]framegru run[/bold] {cfg.data.reader.name} → {cfg.model.backbone.name} → ConvGRU "
-            f"{cfg.model.engine.hidden} → {cfg.model.head.name} on {runner.device}; "
-            f"{sum(p.numel() for p in runner.model.parameters()):,} parameters; run dir {runner.dir}"
-        )
+        for line in plan(runner, start_step):
+            self.console.print(line, highlight=False)
         if start_step:
             self.console.print(f"resuming from step {start_step}")
+        self.pace = Pace(start_step=start_step, max_steps=cfg.train.max_steps, eval_every=cfg.train.eval_every,
+                         eval_batches=eval_batch_count(runner))
+        self._announced = False
         self.progress = Progress(
             TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]:.1f} samples/s"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
+            TextColumn("{task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=self.console, transient=False,
         )
         self.progress.start()
-        self.task = self.progress.add_task("train", total=cfg.train.max_steps, completed=start_step, loss=float("nan"), speed=0.0)
-        self._tic, self._samples, self._steps = time.perf_counter(), 0, 0
+        self.task = self.progress.add_task("train", total=cfg.train.max_steps, completed=start_step,
+                                           loss="loss —", speed="", eta="ETA measuring…")
+        self._tic, self._samples, self._steps = self.clock(), 0, 0
         self._logged = self._tic
+        self._last_step_time = self._tic
         self._total = cfg.train.max_steps
 
+    def eta_text(self, step: int) -> str:
+        remaining = self.pace.remaining(step)
+        return "ETA measuring…" if remaining is None else f"ETA {clock(remaining)}"
+
     def step(self, step: int, loss: float, lr: float, batch_size: int) -> None:
+        now = self.clock()
         self._samples += batch_size
         self._steps += 1
-        now = time.perf_counter()
+        self._last_step_time = now
+        self.pace.step(step, now)
         elapsed = max(now - self._tic, 1e-9)
+        eta = self.eta_text(step)
+        if not self._announced and self.pace.total() is not None:
+            self._announced = True
+            self.console.print(f"{about(self.pace.remaining(step) or 0)} to go "
+                               f"({self.pace.step_seconds():.2f} s/step measured, evaluations included; "
+                               f"whole run {about(self.pace.total() or 0).removeprefix('about ')})",
+                               highlight=False)
         if self.progress:
-            self.progress.update(self.task, completed=step, loss=loss, speed=self._samples / elapsed)
+            self.progress.update(self.task, completed=step, loss=f"loss {loss:.4f}",
+                                 speed=f"{self._samples / elapsed:.1f} samples/s", eta=eta)
         if not self.console.is_terminal and now - self._logged >= self.log_every_s:
             self._logged = now
-            eta = (self._total - step) * elapsed / self._steps
             self.console.print(f"step {step}/{self._total}  loss {loss:.4f}  lr {lr:.3g}  "
                                f"{self._samples / elapsed:.1f} samples/s  {elapsed / self._steps:.2f} s/step  "
-                               f"ETA {_clock(eta)}", highlight=False)
+                               f"{eta}", highlight=False)
 
     def evaluated(self, step: int, metrics: dict[str, Any]) -> None:
+        self.pace.evaluated(self.clock() - self._last_step_time)
         self.console.print(f"[cyan]eval @ {step}[/cyan]  {format_metrics(metrics)}")
 
     def note(self, message: str) -> None:
-        self.console.print(message)
+        self.console.print(message, highlight=False)
 
     def finish(self) -> None:
         if self.progress:

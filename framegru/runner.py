@@ -23,20 +23,20 @@ from safetensors import SafetensorError
 from torch.utils.data import DataLoader, Dataset
 
 from . import checkpoint, distributed, json_output, run_dir, seeding
-from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config
+from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, device_type
 from .data import DataInfo
-from .errors import DataError, UsageError
+from .errors import DataError, Interrupted, UsageError
 from .events import RunEvents
 from .model import FrameModel, build_model, load_weights
 from .plugin_manager import Components
+from .stopping import StopRequest, ignore_interrupts_in_worker
 from .tasks import evaluate, training_loss
 
 
 def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("train.device=cuda but CUDA is not available here; use train.device=auto or cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    name = device_type(name)  # the same resolution that chose the config's per_device section
     if name == "cuda" and distributed.is_distributed():
         return torch.device("cuda", distributed.local_rank())
     return torch.device(name)
@@ -117,15 +117,16 @@ def _workers(config: Config) -> int:
 
 
 def _loader(dataset: Dataset, config: Config, batches) -> DataLoader:
+    workers = _workers(config)
     return DataLoader(
-        dataset, batch_sampler=batches, num_workers=_workers(config),
-        pin_memory=torch.cuda.is_available(), persistent_workers=False,
-        worker_init_fn=_worker_started,
+        dataset, batch_sampler=batches, num_workers=workers, pin_memory=torch.cuda.is_available(),
+        persistent_workers=False, worker_init_fn=_worker_started,
     )
 
 
 def _worker_started(worker_id: int) -> None:
     run_dir.close_inherited_locks()  # the run.dir lock must end with the run, not with its last worker
+    ignore_interrupts_in_worker(worker_id)
 
 
 def eval_order(n: int, batch_size: int, limit: int | None = None, rank: int = 0, world: int = 1) -> list[list[int]]:
@@ -271,6 +272,19 @@ class Runner:
                 else "no checkpoint was written")
         return DataError(f"{what}: training diverged; {kept} (try a lower train.lr)")
 
+    def _kept(self, what: str) -> str:
+        """``what``, and what an interrupted run leaves to resume from."""
+        path = self.dir / "last.safetensors"
+        if not self.is_main:
+            return what
+        if path.exists():
+            try:
+                step = checkpoint.load(path, "cpu").step
+            except DataError:
+                return f"{what}; {path} is unreadable"
+            return f"{what}; {path} (step {step}) is kept: continue with --resume"
+        return f"{what}; no checkpoint was written, so nothing can be resumed"
+
     def _better(self, metrics: dict[str, float]) -> bool:
         key, lower = ("mse", True) if self.model.task == "predict" else ("accuracy", False)
         value = metrics[key]
@@ -293,6 +307,14 @@ class Runner:
         if self.dir.exists() and not self.dir.is_dir():
             raise UsageError(f"run.dir {self.dir} is a file, not a folder: set run.dir to a folder")
         run_dir.check_fresh_start(self.dir, resume, overwrite)
+        try:
+            return self._run(resume, overwrite)
+        except Interrupted:
+            raise
+        except KeyboardInterrupt:  # before training, or a second Ctrl-C mid-step: nothing new is saved
+            raise Interrupted(self._kept("stopped at once")) from None
+
+    def _run(self, resume: bool, overwrite: bool) -> dict[str, Any]:
         # Rank 0 alone writes to run.dir, so it alone holds the lock: taken first, so that a run.dir in use
         # is refused before seconds of building data and model.
         with run_dir.locked(self.dir) if self.is_main else contextlib.nullcontext():
@@ -336,7 +358,7 @@ class Runner:
     def _write_config(self) -> None:
         path = self.dir / "config.yaml"
         try:
-            path.write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            path.write_text(self.config.resolved_header() + yaml.safe_dump(self.config.to_dict(), sort_keys=False))
         except OSError as exc:
             raise DataError(f"cannot write {path}: {exc.strerror or exc}") from exc
         self._config_unwritten = False
@@ -368,8 +390,13 @@ class Runner:
             raise failure or DataError(f"rank 0 could not write its outputs at step {step}; every rank stops")
 
     def _train(self, start: int) -> dict[str, Any]:
+        with StopRequest(announce=self.is_main).installed() as stop:
+            return self._loop(start, stop)
+
+    def _loop(self, start: int, stop: StopRequest) -> dict[str, Any]:
         train = self.config.train
         every_ckpt = train.checkpoint_every or train.eval_every
+        save_after_s = (train.checkpoint_minutes or 0) * 60
         order = batch_order(len(self.train_set), train.batch_size, self.config.seed, start,
                             distributed.rank(), distributed.world_size())
         seed, rank = self.config.seed, distributed.rank()
@@ -378,7 +405,7 @@ class Runner:
         last_metrics: dict[str, Any] = {}
         self.model.train()
         step = start
-        tic = time.perf_counter()
+        tic = last_save = time.perf_counter()
         for step in range(start, train.max_steps):
             generator = seeding.start_step(seed, step, rank)  # before the batch: a reader may draw too
             batch = {k: v.to(self.device, non_blocking=True) for k, v in next(batches).items()}
@@ -391,7 +418,10 @@ class Runner:
                                      generator=generator)
             # The global batch's loss, identical on every rank: all ranks stop together on a non-finite
             # one, where a rank stopping alone would leave the others waiting in backward()'s all-reduce.
-            global_loss = distributed.mean(loss).item()
+            # The same reduction tells every rank whether one was asked to stop and whether rank 0's
+            # clock says a checkpoint is due, so all ranks save and stop at the same step.
+            due = self.is_main and save_after_s > 0 and time.perf_counter() - last_save >= save_after_s
+            global_loss, stopping, due = distributed.step_consensus(loss, stop.requested, due)
             if not math.isfinite(global_loss):
                 raise self._diverged(f"loss is {global_loss} at step {step + 1}")
             self.optimizer.zero_grad(set_to_none=True)
@@ -402,17 +432,21 @@ class Runner:
             done = step + 1
             self.events.step(done, global_loss, lr, batch_size=train.batch_size * distributed.world_size())
             evaluating = done % train.eval_every == 0 or done == train.max_steps
-            saving = done % every_ckpt == 0 or done == train.max_steps
+            saving = done % every_ckpt == 0 or done == train.max_steps or due or stopping
             # A finite loss can still come with an update that made the weights inf or NaN: never save those
             # over the last good checkpoint. Checked only when saving or evaluating (it costs a sync).
             if (evaluating or saving) and not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
                 raise self._diverged(f"the weights are not finite after step {done}")
-            if evaluating:
+            if evaluating and not stopping:  # a stop asked for should not wait for an evaluation
                 last_metrics = {"step": done, "loss": global_loss, **self.evaluate(train.eval_batches),
                                 "seconds": round(time.perf_counter() - tic, 2)}
                 improved = self._better(last_metrics)
-            if evaluating or saving:
-                self._write_outputs(done, last_metrics, log=evaluating, best=evaluating and improved, last=saving)
+            log = evaluating and not stopping
+            if log or saving:
+                self._write_outputs(done, last_metrics, log=log, best=log and improved, last=saving)
+                last_save = time.perf_counter() if saving else last_save
+            if stopping:
+                raise Interrupted(self._kept(f"{stop.signal_name or 'stopped'} at step {done}"))
         if start >= train.max_steps and self.is_main:
             self.events.note(f"already at step {start} of {train.max_steps}: nothing to train")
         return last_metrics

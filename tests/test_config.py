@@ -94,3 +94,68 @@ def test_data_root_order(tmp_path, monkeypatch):
 def test_plugin_paths_are_relative_to_the_config(tmp_path):
     config = load_config(write(tmp_path, MINIMAL + "plugins: [my.py, some.module]\n"))
     assert config.plugins == [str(tmp_path / "my.py"), "some.module"]
+
+
+PER_DEVICE = MINIMAL + """train:
+  max_steps: 40000
+  device: cpu
+per_device:
+  cpu:
+    train.max_steps: 3000
+    model.engine.hidden: [64, 64]
+  cuda:
+    train.batch_size: 32
+"""
+
+
+def test_per_device_section_applies_for_the_resolved_device(tmp_path):
+    config = load_config(write(tmp_path, PER_DEVICE))
+    assert config.device_section == "cpu"
+    assert config.train.max_steps == 3000 and config.model.engine.hidden == [64, 64]
+    assert config.train.batch_size == 16  # the cuda section is not applied
+    assert "per_device" not in config.to_dict()  # the resolved config carries its result, not the section
+
+
+def test_command_line_wins_over_per_device(tmp_path):
+    config = load_config(write(tmp_path, PER_DEVICE), ["train.max_steps=7"])
+    assert config.train.max_steps == 7 and config.model.engine.hidden == [64, 64]
+
+
+def test_per_device_follows_train_device(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    config = load_config(write(tmp_path, PER_DEVICE), ["train.device=auto"])
+    assert config.device_section == "cuda" and config.train.batch_size == 32 and config.train.max_steps == 40000
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert load_config(write(tmp_path, PER_DEVICE), ["train.device=auto"]).device_section == "cpu"
+
+
+@pytest.mark.parametrize("section, message", [
+    ("  cuda:\n    train.max_stpes: 3", r"per_device.cuda: unknown key 'train.max_stpes' — did you mean 'train.max_steps'\?"),
+    ("  cpu:\n    train.lr: -1", r"per_device.cpu: bad value for 'train.lr'"),
+    ("  gpu:\n    train.lr: 1", r"unknown key 'per_device.gpu'"),
+    ("  cpu:\n    train.device: cuda", r"'train.device' chooses the section"),
+    ("  cpu: [1, 2]", r"per_device.cpu must map dotted keys"),
+])
+def test_per_device_typos_are_one_line_naming_the_section(tmp_path, section, message):
+    # Every section is checked, not only the one this machine applies.
+    with pytest.raises(UsageError, match=message):
+        load_config(write(tmp_path, MINIMAL + "train:\n  device: cpu\nper_device:\n" + section + "\n"))
+
+
+def test_switching_a_reader_by_name_drops_its_options(tmp_path):
+    text = "data:\n  reader:\n    name: moving_mnist\n    digits: 2\n    frames: 20\nmodel:\n  head: next_frame\n"
+    config = load_config(write(tmp_path, text), ["data.reader.path=pics", "data.reader.name=image_folder"])
+    assert config.data.reader.name == "image_folder" and config.data.reader.options == {"path": "pics"}
+    assert config.notes == ["data.reader switched from 'moving_mnist' to 'image_folder': dropped moving_mnist's "
+                            "options digits, frames (set image_folder's own as data.reader.OPTION=VALUE)"]
+    same = load_config(write(tmp_path, text), ["data.reader.name=moving_mnist"])
+    assert same.data.reader.options == {"digits": 2, "frames": 20} and same.notes == []
+
+
+def test_every_shipped_config_has_a_cpu_section():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        config = load_config(path, ["train.device=cpu"])
+        assert config.device_section == "cpu", path.name
+        assert config.train.init is None, path.name  # a fine-tune start would tie it to one class count

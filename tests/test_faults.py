@@ -84,10 +84,12 @@ def test_interrupt_kill_resume_and_divergence_through_the_cli(tmp_path):
     config["data"]["reader"] = {"name": "drift", "delay": 0.05}
     path = write_config(tmp_path / "drift.yaml", config)
 
-    # Ctrl-C: exit 130, one line, the checkpoint intact.
+    # Ctrl-C: the step in flight finishes, 'last' is saved, exit 130 with one line saying where.
     code, stderr = signal_at_next_checkpoint(start_run(path), last, signal.SIGINT, None)
-    assert code == 130 and error_lines(stderr) == ["framegru: interrupted"], stderr
     interrupted_at = checkpoint.load(last).step
+    assert code == 130 and error_lines(stderr) == [
+        f"framegru: interrupted: SIGINT at step {interrupted_at}; {last} (step {interrupted_at}) is kept: "
+        "continue with --resume"], stderr
     assert 1 <= interrupted_at < STEPS
 
     # kill -9 while resuming: whatever the moment, `last` is a whole checkpoint.

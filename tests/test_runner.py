@@ -187,11 +187,16 @@ def test_a_log_file_gets_plain_progress_lines(config_path):
     from framegru.progress import RichEvents
 
     log = io.StringIO()  # not a terminal: a live bar would draw nothing there until the end
-    config = load_config(config_path, ["train.max_steps=3", "train.eval_every=3"])
+    config = load_config(config_path, ["train.max_steps=10", "train.eval_every=10"])
     run_config(config, components_for(config), events=RichEvents(Console(file=log, width=200), log_every_s=0))
-    lines = [line for line in log.getvalue().splitlines() if line.startswith("step ")]
-    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
-    assert "samples/s" in lines[0] and lines[-1].endswith("ETA 0:00:00")
+    text = log.getvalue()
+    lines = [line for line in text.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == [f"{i}/10" for i in range(1, 11)]
+    assert "samples/s" in lines[0] and "nan" not in text
+    # No guess before the pace is measured (3 warm-up steps, then 5 timed), then the measured one.
+    assert all(line.endswith("ETA measuring…") for line in lines[:7])
+    assert all(line.split("ETA ")[1][0].isdigit() for line in lines[7:]) and lines[-1].endswith("ETA 0:00:00")
+    assert "to go (" in text and "s/step measured" in text
 
 
 def test_cpu_bf16_on_a_cpu_without_bf16_says_so(config_path, monkeypatch):
@@ -308,3 +313,69 @@ def test_learning_rate_schedule(config_path):
     assert lrs[9] == pytest.approx(1.0) and lrs[0] == pytest.approx(0.1)
     assert lrs[-1] < 0.01 and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert not any(math.isnan(x) for x in lrs)
+
+
+class SignalAt(RunEvents):
+    """Sends this process ``signum`` when step ``step`` reports, as Ctrl-C or ``kill`` would mid-run."""
+
+    def __init__(self, step: int, signum: int):
+        self.at, self.signum = step, signum
+
+    def step(self, step, loss, lr, batch_size):
+        if step == self.at:
+            os.kill(os.getpid(), self.signum)
+
+
+def assert_same_weights(a_path, b_path):
+    a, b = load_file(str(a_path)), load_file(str(b_path))
+    weights = [k for k in a if not k.startswith("train_state/")]
+    assert weights
+    for key in weights:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_saves_last_says_where_and_resumes_exactly(config_path, tmp_path, signame):
+    import signal
+
+    whole = load_config(config_path, [f"run.dir={tmp_path / 'whole'}"])
+    run_config(whole, components_for(whole))
+    split = load_config(config_path, [f"run.dir={tmp_path / 'split'}"])
+    with pytest.raises(KeyboardInterrupt) as stopped:  # the signal comes between steps 5 and 6: 6 is finished
+        run_config(split, components_for(split), events=SignalAt(5, getattr(signal, signame)))
+    last = tmp_path / "split" / "last.safetensors"
+    assert str(stopped.value) == f"{signame} at step 6; {last} (step 6) is kept: continue with --resume"
+    assert checkpoint.load(last).step == 6 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    run_config(split, components_for(split), resume=True)
+    assert_same_weights(tmp_path / "whole" / "last.safetensors", last)
+
+
+def test_wall_clock_checkpoints_resume_exactly(config_path, tmp_path):
+    whole = load_config(config_path, [f"run.dir={tmp_path / 'whole'}"])
+    run_config(whole, components_for(whole))
+    # A tiny interval: 'last' is saved after every step, between the evaluations (every 4 steps) too.
+    split = load_config(config_path, [f"run.dir={tmp_path / 'split'}", "train.checkpoint_minutes=1e-9"])
+    with pytest.raises(KeyboardInterrupt):
+        run_config(split, components_for(split), events=KillAt(7))  # dies abruptly during step 8
+    assert checkpoint.load(tmp_path / "split" / "last.safetensors").step == 7
+    assert metric_steps(tmp_path / "split") == [4]
+    run_config(split, components_for(split), resume=True)
+    assert_same_weights(tmp_path / "whole" / "last.safetensors", tmp_path / "split" / "last.safetensors")
+
+
+def test_an_interrupt_before_any_checkpoint_says_nothing_was_kept(config_path, tmp_path):
+    config = load_config(config_path, [f"run.dir={tmp_path / 'early'}", "train.checkpoint_minutes=0"])
+    with pytest.raises(KeyboardInterrupt, match="stopped at once; no checkpoint was written, so nothing can be resumed"):
+        run_config(config, components_for(config), events=KillAt(2))
+
+
+def test_the_resolved_config_says_which_device_section_it_applied(config_path, tmp_path):
+    text = config_path.read_text() + "per_device:\n  cpu:\n    train.max_steps: 2\n  cuda:\n    train.max_steps: 9\n"
+    config_path.write_text(text)
+    config = load_config(config_path, ["train.eval_every=2"])
+    run_config(config, components_for(config))
+    written = (tmp_path / "run" / "config.yaml").read_text()
+    assert "# per_device.cpu applied (train.device resolved to cpu): train.max_steps: 2" in written
+    assert "# then the command line's overrides: train.eval_every=2" in written
+    again = load_config(tmp_path / "run" / "config.yaml")  # what --resume from run.dir reads
+    assert again.to_dict() == config.to_dict() and again.device_section is None

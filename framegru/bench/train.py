@@ -28,7 +28,8 @@ def bench_train(config_path: Path, overrides: list[str], device: torch.device, s
     from ..runner import autocast_for, build_reader
     from ..tasks import training_loss
 
-    config = load_config(config_path, [*TRAIN_OVERRIDES, *overrides, f"train.device={device.type}"])
+    # The top-level model on every machine, not the per_device one: figures stay comparable across machines.
+    config = load_config(config_path, [*TRAIN_OVERRIDES, *overrides, f"train.device={device.type}"], per_device=False)
     components = components_for(argparse.Namespace(), config.plugins)
     dataset = build_reader(config, components, "train")
     size = config.train.batch_size

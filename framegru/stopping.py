@@ -1,0 +1,60 @@
+"""Stopping a run cleanly: Ctrl-C or SIGTERM asks the loop to finish its step, save ``last`` and stop.
+
+An interrupt raised in the middle of a step (say inside ``optimizer.step()``) could leave the weights half
+updated, so the first signal only sets a flag that the loop reads between steps; a second one interrupts
+at once (the default behaviour again), keeping whatever checkpoint was written before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None)
+
+
+class StopRequest:
+    """Set by the first SIGINT or SIGTERM while :meth:`installed` is active."""
+
+    def __init__(self, announce: bool = True):
+        self.requested = False
+        self.signal_name = ""
+        self.announce = announce
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+        for sig, handler in self._previous.items():  # a second signal acts at once
+            signal.signal(sig, handler)
+        if self.announce:
+            sys.stderr.write(f"\n{self.signal_name}: finishing this step to save 'last' "
+                             "(press Ctrl-C again to stop at once without saving)\n")
+            sys.stderr.flush()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        """Catch SIGINT and SIGTERM in this block (only the main thread can; elsewhere nothing changes)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        self._previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+        for sig in SIGNALS:
+            signal.signal(sig, self._handle)
+        try:
+            yield self
+        finally:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
+
+
+def ignore_interrupts_in_worker(worker_id: int) -> None:
+    """DataLoader workers share the run's process group, so Ctrl-C (and ``timeout``'s or a batch system's
+    SIGTERM to the group) reaches them too: they leave the stopping to the main process, which still needs
+    the batch they are preparing to finish its step. A worker whose main process is gone exits by itself
+    (PyTorch's workers watch their parent)."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
