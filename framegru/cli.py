@@ -131,6 +131,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[Any, str]] = {}
 
 
+def config_sections() -> str:
+    """The config's sections and their keys, for ``framegru run --help``, read from the schema itself."""
+    from pydantic import BaseModel
+
+    from .config import Config
+
+    lines = ["config sections (README.md 'Config reference' explains each key; `framegru config CONFIG`",
+             "prints a config with every value, components' options included):"]
+    for name, field in Config.model_fields.items():
+        annotation = field.annotation
+        keys = list(annotation.model_fields) if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
+        lines.append(f"  {name}: {', '.join(keys)}" if keys else f"  {name}")
+    lines.append("  per_device: cpu, cuda (dotted keys applied on that device, before these overrides)")
+    lines.append("components' options: data.reader.OPTION, model.backbone.OPTION, model.head.OPTION "
+                 "(`framegru plugins` lists the components)")
+    return "\n".join(lines)
+
+
 def build_parser() -> Parser:
     common = _common()
     parser = Parser(prog="framegru", description="ConvGRU video models: train, evaluate, predict, classify.",
@@ -141,7 +159,8 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(handler=cmd_plugins)
 
-    p = sub.add_parser("run", parents=[common], help="train and evaluate a config")
+    p = sub.add_parser("run", parents=[common], help="train and evaluate a config", epilog=config_sections(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="YAML config")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (YAML-typed values)")
     start = p.add_mutually_exclusive_group()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-MODULES = ("classify_still", "predict", "webcam", "export", "bench")
+MODULES = ("print_config", "classify_still", "predict", "webcam", "export", "bench")
 
 
 def add_all(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

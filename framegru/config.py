@@ -183,6 +183,23 @@ COMPONENT_KEYS = ("reader", "backbone", "head")
 DEVICES = ("cpu", "cuda")
 
 
+class _Dumper(yaml.SafeDumper):
+    """Lists of plain values in flow style (``hidden: [64, 64]``), as configs are written by hand."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flat = all(isinstance(v, (str, int, float, bool, type(None))) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    """``data`` as a config file reads: keys in order, short lists on one line."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
 def json_brief(value: Any) -> str:
     """A value as it would be typed in YAML flow style, on one line (``[64, 64]``, ``3000``, ``null``)."""
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,12 @@ from .errors import FramegruError, UsageError, brief, did_you_mean
 _LAX = ConfigDict(coerce_numbers_to_str=True)
 
 
+def plain_text(rest: str) -> str:
+    """reST inline markup as a terminal shows it: ````digits```` and ``:class:`Foo``` become ``digits``, ``Foo``."""
+    rest = re.sub(r":[\w:.-]+:`~?([^`]+)`", r"\1", rest)  # roles
+    return re.sub(r"``([^`]+)``", r"\1", rest)
+
+
 @dataclass(frozen=True)
 class Entry:
     """A registered component: its name, its factory and the plugin that registered it."""
@@ -26,9 +33,9 @@ class Entry:
 
     @property
     def doc(self) -> str:
-        """The first line of the factory's docstring: the component's one-line description."""
+        """The first line of the factory's docstring as plain text: the component's one-line description."""
         doc = inspect.getdoc(self.factory) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        return plain_text(doc.strip().splitlines()[0]) if doc.strip() else ""
 
     def hints(self) -> dict[str, Any]:
         """The factory's resolved type hints (empty when they cannot be resolved)."""

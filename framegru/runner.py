@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader, Dataset
 
 from . import checkpoint, distributed, json_output, run_dir, seeding
-from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, device_type
+from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, device_type, dump_yaml
 from .data import DataInfo
 from .errors import DataError, Interrupted, UsageError
 from .events import RunEvents
@@ -358,7 +357,7 @@ class Runner:
     def _write_config(self) -> None:
         path = self.dir / "config.yaml"
         try:
-            path.write_text(self.config.resolved_header() + yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            path.write_text(self.config.resolved_header() + dump_yaml(self.config.to_dict()))
         except OSError as exc:
             raise DataError(f"cannot write {path}: {exc.strerror or exc}") from exc
         self._config_unwritten = False

@@ -1,0 +1,72 @@
+"""``framegru config``: a config as a run would use it, every default filled in, components' options too.
+
+Options appear nowhere else but in each component's signature; printing them here is how a user finds
+what ``data.reader.digits`` or ``model.head.width`` can be without reading the source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+from .config import Config, dump_yaml
+from .plugin_manager import Components
+
+# The keywords framegru itself passes to each kind of component (hookspecs.py): not the config's to set.
+FIXED = {"reader": ("root", "split"), "backbone": ("in_channels",), "head": ("in_channels", "info", "stride")}
+COMPONENTS = (("reader", ("data", "reader")), ("backbone", ("model", "backbone")), ("head", ("model", "head")))
+
+
+def _plain(value: Any) -> Any:
+    """A default as YAML can write it: tuples become lists, paths strings."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
+def component_options(components: Components, kind: str, name: str) -> dict[str, Any]:
+    """Every option a config may set on component ``name`` with its default (``required`` when none)."""
+    entry = components.of(kind).get(name)
+    return {option: "required" if p.default is inspect.Parameter.empty else _plain(p.default)
+            for option, p in entry.options(FIXED[kind]).items()}
+
+
+def resolved(config: Config, components: Components) -> dict[str, Any]:
+    """``config`` as a dict with each component's defaults filled in beside the options it sets."""
+    out = config.to_dict()
+    for kind, (section, key) in COMPONENTS:
+        spec = out[section][key]
+        defaults = component_options(components, kind, spec["name"])
+        out[section][key] = {"name": spec["name"], **defaults, **{k: v for k, v in spec.items() if k != "name"}}
+    return out
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .cli import components_for
+    from .config import load_config
+
+    config = load_config(args.config, args.overrides)
+    components = components_for(args, config.plugins)
+    data = resolved(config, components)
+    if args.json:
+        print(json.dumps(data), flush=True)
+        return 0
+    notes = "".join(f"# {note}\n" for note in config.notes)
+    print(config.resolved_header() + notes + dump_yaml(data), end="", flush=True)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("config", parents=[common],
+                       help="print a config as a run would use it: per_device applied, every default and option shown")
+    p.add_argument("config", help="YAML config")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (YAML-typed values)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(handler=cmd_config)
