@@ -87,13 +87,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import distributed
-    from .config import load_config
+    from .config import fit_components, load_config
     from .progress import RichEvents, format_metrics
     from .events import RunEvents
     from .runner import run_config
 
     config = load_config(args.config, args.overrides)
     components = components_for(args, config.plugins)
+    fit_components(config, components)
     if distributed.rank() == 0:
         for note in config.notes:
             stderr.print(note, highlight=False)
@@ -112,15 +113,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import fit_components, load_config
     from .evaluate import evaluate_checkpoint
     from .progress import format_metrics
 
     config = load_config(args.config, args.overrides)
     components = components_for(args, config.plugins)
+    fit_components(config, components)
     for note in config.notes:
         stderr.print(note, highlight=False)
-    metrics = evaluate_checkpoint(config, components, args.checkpoint, args.data, args.save_predictions)
+    said: list[str] = []
+    metrics = evaluate_checkpoint(config, components, args.checkpoint, args.data, args.save_predictions, said)
+    for line in said:
+        stderr.print(line, highlight=False)
     if args.json:
         print_json(metrics)
     else:

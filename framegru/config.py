@@ -15,6 +15,7 @@ into its checkpoints, so resuming from either gives the same run.
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import types
 import typing
@@ -51,6 +52,9 @@ class DataConfig(Strict):
     reader: Component
     root: Path | None = None
     num_workers: int = Field(0, ge=0)
+    # The frame size the model is built for, given to readers that take a ``size`` option and were not
+    # given one: a reader switched by name (image_folder on one's own photos) keeps it.
+    size: list[int] | None = Field(None, min_length=2, max_length=2)
 
 
 class EngineConfig(Strict):
@@ -214,30 +218,26 @@ def _current_name(raw: dict[str, Any], path: list[str]) -> str | None:
     return node if isinstance(node, str) else _default_component(path)
 
 
-def _switch_components(raw: dict[str, Any], pairs: list[tuple[list[str], Any]], notes: list[str]) -> None:
-    """``data.reader.name=other`` starts ``other`` with no options: the old reader's options (moving_mnist's
-    ``digits``) mean nothing to another reader and would fail as unknown options."""
+def _switch_components(raw: dict[str, Any], pairs: list[tuple[list[str], Any]], switched: list) -> None:
+    """Note each component switched by name (``data.reader.name=other``) with the options it had then:
+    :func:`fit_components` drops those that ``other`` does not take, once the components are known."""
     for path, value in pairs:
         if len(path) < 2 or path[-1] != "name" or path[-2] not in COMPONENT_KEYS:
             continue
         where = path[:-1]
         old = _current_name(raw, where)
         node: Any = raw
-        for part in where[:-1]:
+        for part in where:
             node = node.get(part) if isinstance(node, dict) else None
-        current = node.get(where[-1]) if isinstance(node, dict) else None
-        if old == value or not isinstance(current, dict):
-            continue
-        dropped = [k for k in current if k != "name"]
-        node[where[-1]] = {"name": value}
-        if dropped:
-            notes.append(f"{'.'.join(where)} switched from '{old}' to '{value}': dropped {old}'s options "
-                         f"{', '.join(dropped)} (set {value}'s own as {'.'.join(where)}.OPTION=VALUE)")
+        if old != value and isinstance(node, dict):
+            given = {tuple(p[len(where):]) for p, _ in pairs if p[: len(where)] == where}
+            inherited = [k for k in node if k != "name" and (k,) not in given]
+            switched.append((".".join(where), old, value, inherited))
 
 
-def apply_values(raw: dict[str, Any], pairs: list[tuple[list[str], Any]], notes: list[str] | None = None) -> dict[str, Any]:
-    """Set each dotted key path of ``pairs`` in ``raw``; a component switched by name loses the old options."""
-    _switch_components(raw, pairs, notes if notes is not None else [])
+def apply_values(raw: dict[str, Any], pairs: list[tuple[list[str], Any]], switched: list | None = None) -> dict[str, Any]:
+    """Set each dotted key path of ``pairs`` in ``raw``, noting components switched by name in ``switched``."""
+    _switch_components(raw, pairs, switched if switched is not None else [])
     for path, value in pairs:
         node = raw
         for i, part in enumerate(path[:-1]):
@@ -254,8 +254,37 @@ def apply_values(raw: dict[str, Any], pairs: list[tuple[list[str], Any]], notes:
     return raw
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str], notes: list[str] | None = None) -> dict[str, Any]:
-    return apply_values(raw, parse_overrides(overrides), notes)
+def apply_overrides(raw: dict[str, Any], overrides: list[str], switched: list | None = None) -> dict[str, Any]:
+    return apply_values(raw, parse_overrides(overrides), switched)
+
+
+# The keywords framegru itself passes to each kind of component (hookspecs.py): not the config's to set.
+FIXED_KEYWORDS = {"reader": ("root", "split"), "backbone": ("in_channels",), "head": ("in_channels", "info", "stride")}
+
+
+def fit_components(config: Config, components: Any) -> list[str]:
+    """Drop the options a component switched by name inherited from the old one and cannot take
+    (moving_mnist's ``digits`` after ``data.reader.name=image_folder``); options both take stay
+    (cifar10's ``flip`` suits image_folder too). Returns what was dropped, one note each, also kept in
+    ``config.notes``. Call it once the components are loaded; a second call does nothing."""
+    notes = []
+    for where, old, new, inherited in config._origin.pop("switched", []):
+        section, key = where.split(".")
+        spec = getattr(getattr(config, section), key)
+        if spec.name != new or new not in components.of(key):
+            continue
+        entry = components.of(key).get(new)
+        if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(entry.factory).parameters.values()):
+            continue
+        allowed = entry.options(FIXED_KEYWORDS[key])
+        dropped = [k for k in inherited if k in spec.options and k not in allowed]
+        if dropped:
+            kept = {k: v for k, v in spec.options.items() if k not in dropped}
+            setattr(getattr(config, section), key, Component(name=new, **kept))
+            notes.append(f"{where} switched from '{old}' to '{new}': dropped {old}'s options {', '.join(dropped)}, "
+                         f"which {new} does not take")
+    config._origin.setdefault("notes", []).extend(notes)
+    return notes
 
 
 def device_type(name: str) -> str:
@@ -373,6 +402,15 @@ def validate(raw: dict[str, Any], source: str) -> Config:
         raise _explain(exc, source) from exc
 
 
+def _paths_from_here(config: Config) -> None:
+    """A relative ``data.reader.path`` is relative to the current folder, as ``eval --data`` and every
+    other path a user types; made absolute now, so ``run.dir/config.yaml`` resumes from anywhere."""
+    reader = config.data.reader
+    value = reader.options.get("path")
+    if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        config.data.reader = Component(name=reader.name, **{**reader.options, "path": str(Path.cwd() / value)})
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None, *, per_device: bool = True) -> Config:
     """Read a config, apply its ``per_device`` section for this machine, then ``overrides``, and validate.
 
@@ -390,24 +428,25 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, per_dev
     raw = read_yaml(path)
     sections = _per_device(raw, str(path))
     cli = parse_overrides(overrides)
-    notes: list[str] = []
-    config = validate(apply_values(copy.deepcopy(raw), cli, notes), str(path))
+    switched: list = []
+    config = validate(apply_values(copy.deepcopy(raw), cli, switched), str(path))
     resolved: dict[str, Config] = {}
     for device, pairs in sections.items():
         resolved[device] = validate(apply_values(apply_values(copy.deepcopy(raw), pairs), cli),
                                     f"{path}: per_device.{device}")
     device = device_type(config.train.device)
     if device in sections and per_device:
-        notes = []  # said again below, now for the config that runs
-        config = validate(apply_values(apply_values(copy.deepcopy(raw), sections[device], notes), cli, notes),
+        switched = []  # noted again below, now for the config that runs
+        config = validate(apply_values(apply_values(copy.deepcopy(raw), sections[device], switched), cli, switched),
                           f"{path}: per_device.{device}")
+    _paths_from_here(config)
     base = path.resolve().parent
     config.plugins = [
         str(base / p) if (p.endswith(".py") or "/" in p) and not Path(p).is_absolute() else p
         for p in config.plugins
     ]
     config._origin = {
-        "source": str(path), "overrides": overrides, "notes": notes,
+        "source": str(path), "overrides": overrides, "notes": [], "switched": switched,
         "device_section": device if device in sections and per_device else None,
         "device_values": sections.get(device, []) if per_device else [],
     }

@@ -8,7 +8,7 @@ import numpy as np
 from torch import Tensor
 
 from .checkpoint import atomic_output
-from .config import Config
+from .config import Config, fit_components
 from .errors import DataError, UsageError
 from .model import load_model
 from .plugin_manager import Components
@@ -16,18 +16,42 @@ from .runner import autocast_for, build_reader, eval_batches, pick_device
 from .tasks import evaluate
 
 
+def held_out_split(config: Config, components: Components) -> str:
+    """The split ``eval`` scores without ``--data``: ``test``, unless the reader trained on a tree of the
+    user's (its ``path``), whose ``test`` split is every file, training files included: then ``val``,
+    the part training held out."""
+    reader = components.readers.get(config.data.reader.name)
+    takes_val = "val_fraction" in reader.options(("root", "split"))
+    return "val" if config.data.reader.options.get("path") and takes_val else "test"
+
+
+def describe_split(config: Config, split: str, dataset, data: str | Path | None) -> str:
+    """Which items ``eval`` scored, in words: a user must know whether training images were among them."""
+    items = f"{len(dataset):,} {'images' if getattr(dataset.info, 'still', False) else 'items'}"
+    if data is not None:
+        return f"scored every item of {data} ({items})"
+    where = config.data.reader.options.get("path")
+    if split == "val":
+        return (f"scored the held-out 'val' split of {where} ({items}; not used for training, "
+                f"val_fraction {config.data.reader.options.get('val_fraction', 'default')}); --data DIR scores another folder")
+    return f"scored the '{split}' split of reader '{config.data.reader.name}' ({items})"
+
+
 def evaluate_checkpoint(config: Config, components: Components, checkpoint: str | Path, data: str | Path | None,
-                        save_predictions: str | Path | None = None) -> dict:
+                        save_predictions: str | Path | None = None, said: list[str] | None = None) -> dict:
     """Metrics of ``checkpoint`` on ``data`` (read by the config's reader through its ``path`` option),
-    or on the reader's ``test`` split when ``data`` is None.
+    or, when ``data`` is None, on the split :func:`held_out_split` picks (which items were scored is
+    appended to ``said``).
 
     ``save_predictions``: also write the model's outputs, in the order of the data, to this ``.npy``
     file: the predicted future frames ``float32 [N, T_future, C, H, W]`` in ``[0, 1]``, or the logits
     ``[N, K]`` of a classifier.
     """
+    fit_components(config, components)
     device = pick_device(config.train.device)
     model = load_model(checkpoint, components, device)
     reader = components.readers.get(config.data.reader.name)
+    split = "test"
     if data is not None:
         if "path" not in reader.options(("root", "split")):
             raise UsageError(f"reader '{reader.name}' cannot read --data: it has no 'path' option")
@@ -35,7 +59,8 @@ def evaluate_checkpoint(config: Config, components: Components, checkpoint: str 
             raise DataError(f"--data: no such file or folder: {data}")
         dataset = build_reader(config, components, "test", path=str(Path(data).resolve()))
     else:
-        dataset = build_reader(config, components, "test")
+        split = held_out_split(config, components)
+        dataset = build_reader(config, components, split)
     info, expected = dataset.info, model.info
     if (info.channels, info.height, info.width) != (expected.channels, expected.height, expected.width):
         raise DataError(f"the data is {info.channels}x{info.height}x{info.width} (CxHxW) but the checkpoint "
@@ -44,6 +69,8 @@ def evaluate_checkpoint(config: Config, components: Components, checkpoint: str 
         raise DataError(f"the data has {len(info.classes)} classes, the checkpoint {len(expected.classes or [])}")
     if len(dataset) == 0:
         raise DataError("nothing to evaluate: the data set is empty")
+    if said is not None:
+        said.append(describe_split(config, split, dataset, data))
 
     def score(on_output=None) -> dict:
         return evaluate(model, eval_batches(dataset, config), device, autocast_for(device, config.train.amp), on_output)

@@ -12,11 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .config import Config, dump_yaml
+from .config import FIXED_KEYWORDS, Config, dump_yaml, fit_components
 from .plugin_manager import Components
 
-# The keywords framegru itself passes to each kind of component (hookspecs.py): not the config's to set.
-FIXED = {"reader": ("root", "split"), "backbone": ("in_channels",), "head": ("in_channels", "info", "stride")}
 COMPONENTS = (("reader", ("data", "reader")), ("backbone", ("model", "backbone")), ("head", ("model", "head")))
 
 
@@ -35,7 +33,7 @@ def component_options(components: Components, kind: str, name: str) -> dict[str,
     """Every option a config may set on component ``name`` with its default (``required`` when none)."""
     entry = components.of(kind).get(name)
     return {option: "required" if p.default is inspect.Parameter.empty else _plain(p.default)
-            for option, p in entry.options(FIXED[kind]).items()}
+            for option, p in entry.options(FIXED_KEYWORDS[kind]).items()}
 
 
 def resolved(config: Config, components: Components) -> dict[str, Any]:
@@ -54,6 +52,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     components = components_for(args, config.plugins)
+    fit_components(config, components)
     data = resolved(config, components)
     if args.json:
         print(json.dumps(data), flush=True)

@@ -39,6 +39,18 @@ def eval_batch_count(runner: Any) -> int:
     return min(batches, train.eval_batches) if train.eval_batches else batches
 
 
+def data_summary(runner: Any) -> str:
+    """``data image_folder: 270 training / 30 validation images, 3x32x32 (data.size), 2 classes``."""
+    cfg, info = runner.config, runner.info
+    kind = "images" if info.still else "sequences"
+    size = f"{info.channels}x{info.height}x{info.width}"
+    if cfg.data.size is not None and "size" not in cfg.data.reader.options:
+        size += " (data.size)"
+    classes = f", {len(info.classes)} classes" if info.classes else ""
+    return (f"data {cfg.data.reader.name}: {len(runner.train_set):,} training / {len(runner.val_set):,} "
+            f"validation {kind}, frames {size} (CxHxW){classes}")
+
+
 def plan(runner: Any, start_step: int) -> list[str]:
     """What a run will do, in a few lines: the model, the device, the steps and the outputs."""
     cfg, train = runner.config, runner.config.train
@@ -50,6 +62,7 @@ def plan(runner: Any, start_step: int) -> list[str]:
     return [
         f"[bold]framegru run[/bold] {cfg.data.reader.name} → {cfg.model.backbone.name} → ConvGRU "
         f"{cfg.model.engine.hidden} → {cfg.model.head.name}; {params:,} parameters; run dir {runner.dir}",
+        data_summary(runner),
         f"device {device_summary(runner)}{section}",
         f"{train.max_steps - start_step:,} steps x {train.batch_size * distributed.world_size()} "
         f"(steps {start_step:,} → {train.max_steps:,}); evaluating {eval_batch_count(runner)} batches every "

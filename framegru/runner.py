@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from torch.utils.data import DataLoader, Dataset
 
 from . import checkpoint, distributed, json_output, run_dir, seeding
-from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, device_type, dump_yaml
+from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, device_type, dump_yaml, fit_components
 from .data import DataInfo
 from .errors import DataError, Interrupted, UsageError
 from .events import RunEvents
@@ -67,6 +67,9 @@ def _weights_spec(model: dict | None) -> dict | None:
 def build_reader(config: Config, components: Components, split: str, **overrides: Any) -> Dataset:
     spec = config.data.reader
     options = {**spec.options, **overrides}
+    takes_size = "size" in components.readers.get(spec.name).options(("root", "split"))
+    if config.data.size is not None and takes_size and "size" not in options:
+        options["size"] = list(config.data.size)
     dataset = components.readers.build(spec.name, options, key="data.reader", root=config.data_root(), split=split)
     if not isinstance(getattr(dataset, "info", None), DataInfo):
         raise UsageError(f"reader '{spec.name}' returned a dataset without a framegru DataInfo `info`")
@@ -195,6 +198,8 @@ class Runner:
     # -- building -----------------------------------------------------------------------------
     def _build(self) -> None:
         spec = self.config.model
+        for note in fit_components(self.config, self.components):  # the CLI has said them already
+            self.events.note(note)
         # Names first: a typo should not wait for a data set to load.
         self.components.readers.get(self.config.data.reader.name)
         self.components.backbones.get(spec.backbone.name)

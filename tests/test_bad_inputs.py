@@ -226,8 +226,8 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     # 7 PB of weights: more than any address space, so refused at once even where memory is overcommitted.
     "run/model-too-big-for-memory": (["run", "good.yaml", "model.engine.hidden=10000000"], 1, "out of memory ("),
     "run/run-dir-is-a-file": (["run", "good.yaml", "run.dir=a_file"], 2, "run.dir a_file is a file, not a folder"),
-    "run/data-root-missing": (["run", "still.yaml", "data.root=/nonexistent/framegru"], 1,
-                              "image folder not found: /nonexistent/framegru/tree"),
+    "run/data-folder-missing": (["run", "still.yaml", "data.reader.path=no_such_tree"], 1,
+                                "no_such_tree"),
     "run/corrupt-image-in-a-loader-worker": (["run", "broken.yaml"], 1, "cannot decode image "),
     "run/run-dir-holds-a-run": (["run", "good.yaml", "run.dir=runs/done"], 2,
                                 "run.dir runs/done already holds a run (last.safetensors): add --resume"),

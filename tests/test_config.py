@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from framegru.config import load_config
+from framegru.config import fit_components, load_config
 from framegru.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,14 +144,21 @@ def test_per_device_typos_are_one_line_naming_the_section(tmp_path, section, mes
         load_config(write(tmp_path, MINIMAL + "train:\n  device: cpu\nper_device:\n" + section + "\n"))
 
 
-def test_switching_a_reader_by_name_drops_its_options(tmp_path):
-    text = "data:\n  reader:\n    name: moving_mnist\n    digits: 2\n    frames: 20\nmodel:\n  head: next_frame\n"
-    config = load_config(write(tmp_path, text), ["data.reader.path=pics", "data.reader.name=image_folder"])
-    assert config.data.reader.name == "image_folder" and config.data.reader.options == {"path": "pics"}
-    assert config.notes == ["data.reader switched from 'moving_mnist' to 'image_folder': dropped moving_mnist's "
-                            "options digits, frames (set image_folder's own as data.reader.OPTION=VALUE)"]
+def test_switching_a_reader_by_name_drops_the_options_it_cannot_take(tmp_path, components):
+    text = ("data:\n  reader:\n    name: moving_mnist\n    digits: 2\n    frames: 20\n    sequences: 9\n"
+            "model:\n  head: next_frame\n")
+    config = load_config(write(tmp_path, text), ["data.reader.path=pics", "data.reader.name=video"])
+    assert fit_components(config, components) == [
+        "data.reader switched from 'moving_mnist' to 'video': dropped moving_mnist's options digits, sequences, "
+        "which video does not take"]
+    # frames means the same to both readers; the path was given with the switch.
+    assert config.data.reader.name == "video" and config.data.reader.options == {"frames": 20, "path": "pics"}
+    assert config.notes == fit_components(config, components) + config.notes  # said once
+    typo = load_config(write(tmp_path, text), ["data.reader.name=video", "data.reader.frmes=3"])
+    fit_components(typo, components)
+    assert typo.data.reader.options["frmes"] == 3  # the user's own typo still fails when the reader is built
     same = load_config(write(tmp_path, text), ["data.reader.name=moving_mnist"])
-    assert same.data.reader.options == {"digits": 2, "frames": 20} and same.notes == []
+    assert fit_components(same, components) == [] and same.data.reader.options == {"digits": 2, "frames": 20, "sequences": 9}
 
 
 def test_every_shipped_config_has_a_cpu_section():

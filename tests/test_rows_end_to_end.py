@@ -42,9 +42,12 @@ def test_two_step_run_then_eval_on_a_folder(capsys, tmp_path, still_tree):
     labels = torch.tensor([data[i]["label"] for i in range(len(data))])
     assert result["accuracy"] == (logits.argmax(1) == labels).sum().item() / 24
 
-    # Without --data: the reader's test split, here every image of the configured tree.
+    # Without --data: the images training held out (the run's own validation split), and it says so.
     assert main(["eval", str(config), "--checkpoint", str(ckpt), "--json"]) == 0
-    assert last_json(capsys) == result
+    captured = capsys.readouterr()
+    held_out = json.loads(captured.out.strip().splitlines()[-1])
+    assert held_out["images"] == 6 and held_out["accuracy"] == metrics["accuracy"]
+    assert f"scored the held-out 'val' split of {still_tree} (6 images; not used for training" in captured.err
 
 
 def test_eval_refuses_a_missing_folder(capsys, tmp_path, still_checkpoint, still_tree):
@@ -93,3 +96,19 @@ def test_flip_tta_averages_an_image_with_its_mirror_in_evaluation(tmp_path, stil
         assert not torch.allclose(plain.classify({"image": x}), expected, atol=1e-4)
         # Training sees one view: the flips are the reader's augmentation there.
         assert torch.equal(tta.train().classify({"image": x}), plain.train().classify({"image": x}))
+
+
+def test_own_photos_with_the_cifar_config_take_the_models_size(capsys, tmp_path, still_tree):
+    """image_folder on 8x8 photos under configs/cifar10_rows.yaml: resized to the 32x32 the model is
+    built for (data.size), said at start; cifar10's options it cannot take are dropped with a note."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    args = ["run", str(root / "configs" / "cifar10_rows.yaml"), "data.reader.name=image_folder",
+            f"data.reader.path={still_tree}", "train.max_steps=1", "train.batch_size=4", "data.num_workers=0",
+            f"run.dir={tmp_path / 'run'}", "train.device=cpu", "model.engine.hidden=8",
+            "model.backbone.channels=[8,8,8]", "model.backbone.stem=8"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "data image_folder: 22 training / 2 validation images, frames 3x32x32 (data.size) (CxHxW), 2 classes" in err
+    assert "per_device.cpu applied" in err
