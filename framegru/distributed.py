@@ -74,7 +74,20 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
         return model
     init(device.type)
     ids = [device.index] if device.type == "cuda" else None
+    match_gradient_layout(model)
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def match_gradient_layout(model: nn.Module) -> nn.Module:
+    """Put ``model``'s 4-D weights in channels-last layout, the layout of their gradients.
+
+    The engine runs frames channels-last, so convolutions hand back channels-last weight gradients.
+    DDP's buckets take each parameter's strides when it is built: weights in the same layout as their
+    gradients avoid its "Grad strides do not match bucket view strides" warning and a strided copy per
+    parameter per step. (A 1x1 weight differs only in the strides of its size-1 dimensions, which DDP
+    compares too.) The values are unchanged; checkpoints are saved contiguous as before.
+    """
+    return model.to(memory_format=torch.channels_last)
 
 
 def mean(value: Tensor) -> Tensor:

@@ -192,7 +192,7 @@ class ConvGRU(nn.Module):
         in_channels: channels of the input frames.
         hidden_channels: one value, or one per layer.
         kernel_size: an int or a tuple ``(kh, kw)``, or a list with one of those per layer.
-        num_layers: number of stacked layers.
+        num_layers: number of stacked layers; default: the length of a ``hidden_channels`` list, else 1.
         batch_first: input and output are ``[B, T, C, H, W]`` (else ``[T, B, C, H, W]``).
         bias: learn the gate biases.
         dropout: dropout on the outputs of every layer but the last.
@@ -214,7 +214,7 @@ class ConvGRU(nn.Module):
         in_channels: int,
         hidden_channels: int | Sequence[int],
         kernel_size: int | Sequence[int] | Sequence[Sequence[int]],
-        num_layers: int = 1,
+        num_layers: int | None = None,
         batch_first: bool = True,
         bias: bool = True,
         dropout: float = 0.0,
@@ -223,6 +223,8 @@ class ConvGRU(nn.Module):
         plan: Plan | None = None,
     ):
         super().__init__()
+        if num_layers is None:  # ConvGRU(16, [64, 64], 3) means two layers: no need to say it twice
+            num_layers = 1 if isinstance(hidden_channels, int) else len(list(hidden_channels))
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         if not 0.0 <= dropout < 1.0:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
 from .model import FrameModel
@@ -28,9 +28,22 @@ def _pad_right(img: np.ndarray, width: int) -> np.ndarray:
     return np.pad(img, ((0, 0), (0, width - img.shape[1]), (0, 0)), constant_values=255)
 
 
+ROW_LABELS = ("context", "truth", "prediction")
+LABEL_WIDTH = 72  # px: "prediction" in PIL's default font, with a margin
+
+
+def _labelled(row: np.ndarray, label: str) -> np.ndarray:
+    """``row`` with ``label`` written in a white margin on its left, at least as tall as the text."""
+    height = max(row.shape[0], 14)
+    canvas = Image.new("RGB", (LABEL_WIDTH + row.shape[1], height), "white")
+    canvas.paste(Image.fromarray(row), (LABEL_WIDTH, 0))
+    ImageDraw.Draw(canvas).text((4, max((row.shape[0] - 11) // 2, 0)), label, fill=(0, 0, 0))
+    return np.asarray(canvas)
+
+
 @torch.no_grad()
 def write_pictures(model: FrameModel, dataset: Dataset, out_dir: Path, count: int, device: torch.device) -> list[Path]:
-    """Write ``predictions.png`` (one row of context, truth and prediction per sequence) and
+    """Write ``predictions.png`` (rows labelled context, truth and prediction for each sequence) and
     ``predictions.gif`` (truth | prediction over time) for the first ``count`` sequences."""
     model.eval()
     count = min(count, len(dataset))
@@ -46,7 +59,8 @@ def write_pictures(model: FrameModel, dataset: Dataset, out_dir: Path, count: in
         row_true = np.concatenate([_pad(f) for f in tru[i]], axis=1)
         row_pred = np.concatenate([_pad(f) for f in prd[i]], axis=1)
         width = max(r.shape[1] for r in (row_ctx, row_true, row_pred))  # context and future may differ in length
-        rows.append(np.concatenate([_pad_right(r, width) for r in (row_ctx, row_true, row_pred)], axis=0))
+        rows.append(np.concatenate([_labelled(_pad_right(r, width), label)
+                                    for r, label in zip((row_ctx, row_true, row_pred), ROW_LABELS)], axis=0))
         rows.append(np.full((8, rows[-1].shape[1], 3), 255, np.uint8))
     width = max(r.shape[1] for r in rows)
     strip = np.concatenate([_pad_right(r, width) for r in rows])

@@ -210,10 +210,12 @@ class FusedLayer(torch.autograd.Function):
         wt_n = w_n.flip(2, 3).transpose(0, 1).contiguous()
         halves = ((slice(0, 2 * c), 0), (slice(2 * c, 3 * c), 1))  # input-conv channels of zr and n
         acc = torch.float32 if w_in.dtype in (torch.float16, torch.bfloat16) else w_in.dtype
-        dw_in = torch.zeros(w_in.shape, dtype=acc, device=w_in.device)
-        db_in = None if b_in is None else torch.zeros(b_in.shape, dtype=acc, device=w_in.device)
-        dw_zr = torch.zeros(w_zr.shape, dtype=acc, device=w_in.device)
-        dw_n = torch.zeros(w_n.shape, dtype=acc, device=w_in.device)
+        # Gradients laid out as their weights are (zeros_like keeps the strides): DDP copies each into a bucket
+        # view with its parameter's strides, and warns (and copies slower) when they differ.
+        dw_in = torch.zeros_like(w_in, dtype=acc)
+        db_in = None if b_in is None else torch.zeros_like(b_in, dtype=acc)
+        dw_zr = torch.zeros_like(w_zr, dtype=acc)
+        dw_n = torch.zeros_like(w_n, dtype=acc)
         dx: dict[int, Tensor] = {}
         dh = None
         # Backwards in time, in the runs the forward pass projected together (recomputed ones when checkpointing).

@@ -103,3 +103,11 @@ def test_valid_file_whose_header_length_looks_like_a_pickle_loads(tmp_path, head
     base = save_padded(0)  # the header grows a byte per padding character, then rounds up to 8
     assert any(save_padded(pad) == header_len for pad in range(header_len - base - 8, header_len - base + 1))
     assert checkpoint.load(path).step == 3
+
+
+def test_checkpoints_follow_the_umask(tmp_path, monkeypatch):
+    from framegru import checkpoint
+
+    monkeypatch.setattr(checkpoint, "_UMASK", 0o027)  # read once at import
+    checkpoint.save(tmp_path / "a.safetensors", {"w": torch.ones(2)}, config={}, info={}, step=0)
+    assert (tmp_path / "a.safetensors").stat().st_mode & 0o777 == 0o640

@@ -189,3 +189,24 @@ def test_cuda_matches_cpu_fp32_and_bf16():
     with torch.autocast("cuda", dtype=torch.bfloat16):
         out_bf16, _ = gpu(x.cuda())
     torch.testing.assert_close(out_bf16.float().cpu(), ref, rtol=5e-2, atol=5e-2)
+
+
+def test_readme_engine_snippet_runs_as_written():
+    """The README's engine example, executed as written (shapes as its comments say)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("```python\nimport torch\nfrom framegru import ConvGRU") + len("```python\n")
+    scope: dict = {}
+    exec(text[start : text.index("```", start)], scope)
+    assert scope["out"].shape == (2, 10, 64, 32, 32) and len(scope["states"]) == 2
+    assert scope["y"].shape == (2, 64, 32, 32) and len(scope["model"].layers) == 2
+
+
+def test_num_layers_follows_the_hidden_list():
+    from framegru import ConvGRU
+
+    assert len(ConvGRU(4, [8, 8, 8], 3).layers) == 3 and len(ConvGRU(4, 8, 3).layers) == 1
+    assert len(ConvGRU(4, 8, 3, num_layers=2).layers) == 2
+    with pytest.raises(ValueError, match="hidden_channels has 2 entries for 3 layers"):
+        ConvGRU(4, [8, 8], 3, num_layers=3)

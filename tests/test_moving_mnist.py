@@ -71,3 +71,16 @@ def test_missing_mnist_offline_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
     with pytest.raises(DataError, match=r"MNIST not found under .*MNIST/raw .*put train-images-idx3-ubyte"):
         MovingMNIST(root=tmp_path, split="train")
+
+
+def test_the_npy_writer_says_what_it_wrote(data_root, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from framegru_plugins.readers import moving_mnist
+
+    out = tmp_path / "mm.npy"
+    monkeypatch.setattr(sys, "argv", ["moving_mnist", str(out), "--root", str(data_root), "--sequences", "2"])
+    moving_mnist.main()
+    assert capsys.readouterr().out == (f"wrote {out}: uint8 [20, 2, 64, 64] (frames, sequences, height, width), "
+                                       "2 sequences of MNIST test digits, test split, seed 2024\n")
+    assert np.load(out).shape == (20, 2, 64, 64)

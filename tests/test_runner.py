@@ -8,6 +8,7 @@ import math
 import os
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -100,6 +101,15 @@ def test_run_writes_outputs_and_learns(config_path, tmp_path):
     assert metrics == lines[-1]
     for name in ("config.yaml", "last.safetensors", "best.safetensors", "predictions.png", "predictions.gif"):
         assert (run / name).is_file(), name
+    # Each sequence's three rows are labelled context / truth / prediction in a margin on the left.
+    from PIL import Image
+
+    from framegru.pictures import LABEL_WIDTH
+
+    strip = np.asarray(Image.open(run / "predictions.png").convert("L"))
+    labels = [strip[i * 14 : (i + 1) * 14, :LABEL_WIDTH] for i in range(3)]  # 8x8 frames: rows 14 px (text)
+    assert all((label < 128).sum() > 10 for label in labels)
+    assert not np.array_equal(labels[0], labels[1]) and not np.array_equal(labels[1], labels[2])
     best = checkpoint.load(run / "best.safetensors")
     assert best.train_state == {} and best.config["model"]["engine"]["hidden"] == 16
     assert checkpoint.load(run / "last.safetensors").train_state  # resume state travels with 'last'

@@ -133,7 +133,11 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=10_000)
     parser.add_argument("--split", default="test", choices=["val", "test"])
     args = parser.parse_args()
-    write_sequences(MovingMNIST(root=args.root, split=args.split, sequences=args.sequences), args.out)
+    dataset = MovingMNIST(root=args.root, split=args.split, sequences=args.sequences)
+    write_sequences(dataset, args.out)
+    print(f"wrote {args.out}: uint8 [{dataset.frames}, {len(dataset)}, {dataset.size}, {dataset.size}] "
+          f"(frames, sequences, height, width), {len(dataset):,} sequences of MNIST test digits, "
+          f"{args.split} split, seed {EVAL_SEED}")
 
 
 if __name__ == "__main__":
