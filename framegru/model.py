@@ -204,4 +204,5 @@ def load_model(path, components: Components, device: str | torch.device = "cpu")
     load_weights(model, ckpt.weights, f"{path} does not match the model its config describes")
     model.config = config
     model.source = Path(path)  # what the model was read from (the ONNX Runtime backend caches its export beside it)
+    model.training_data = ckpt.extra.get("data")  # what it was trained on (data_record), None in older files
     return model.to(device).eval()

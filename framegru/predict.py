@@ -81,9 +81,25 @@ class PredictStats:
         return {**result, "warning": self.warning} if self.warning else result
 
 
+CHECKED_FRAMES = 16  # the first frames, as the model sees them, compared with its training data
+
+
+def _check_input(model: FrameModel, images: list[np.ndarray], source: str | Path, warn) -> None:
+    from . import data_record
+
+    record = getattr(model, "training_data", None)
+    mean, std = data_record.frame_statistics(images)
+    why = data_record.unlike(record, mean, std)
+    if why:
+        warn(f"warning: {source} looks unlike what this model was trained on ({data_record.summary(record)}): "
+             f"{why} in its first {len(images)} frames, so the predictions will likely mean little; train on "
+             "your own videos with configs/video_next_frame.yaml data.reader.path=YOUR_VIDEO_FOLDER")
+
+
 @torch.inference_mode()
 def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | Path | None, *, fit: str = "crop",
-                  scale: int | None = None, max_frames: int | None = None, strict: bool = False) -> PredictStats:
+                  scale: int | None = None, max_frames: int | None = None, strict: bool = False,
+                  warn=None) -> PredictStats:
     """Stream ``source`` through ``model`` and write ``input | prediction`` to ``out`` (None: no output).
 
     The video is converted to what the model expects (``model.info``: size, channels) by the decoder.
@@ -96,6 +112,7 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
         scale: enlargement of the output (default: the smallest that makes it at least 256 px tall).
         max_frames: stop after this many frames.
         strict: a damaged or truncated video is an error (no output), not a warning in the result.
+        warn: called with one line when the first frames look clearly unlike the model's training data.
 
     Raises:
         DataError: ``source`` cannot be decoded, or is damaged and ``strict``.
@@ -117,6 +134,7 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
         try:  # a failure discards the output: never a broken video at ``out``
             state, previous = None, blank
             frame = first
+            seen: list[np.ndarray] = []
             while frame is not None and (max_frames is None or count < max_frames):
                 step = time.perf_counter()
                 prediction, state = model.predict_next(to_tensor(frame.image, device), state)
@@ -126,7 +144,13 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
                     writer.write(np.concatenate([frame.image, previous], axis=1), time=frame.time - first.time)
                 previous = predicted
                 count += 1
+                if warn is not None and len(seen) < CHECKED_FRAMES:
+                    seen.append(frame.image)
+                    if len(seen) == CHECKED_FRAMES:
+                        _check_input(model, seen, source, warn)
                 frame = next(frames, None)
+            if warn is not None and 0 < len(seen) < CHECKED_FRAMES:  # a short video: judge what there was
+                _check_input(model, seen, source, warn)
             if frame is None and stream.problem and strict:  # read to its end, and it was damaged
                 raise DataError(f"{stream.problem}; --strict refuses a partial result")
         except BaseException:

@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader, Dataset
 
-from . import checkpoint, distributed, json_output, run_dir, seeding
+from . import checkpoint, data_record, distributed, json_output, run_dir, seeding
 from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, device_type, dump_yaml, fit_components
 from .data import DataInfo
 from .errors import DataError, Interrupted, UsageError
@@ -210,6 +210,7 @@ class Runner:
         self.train_set = build_reader(self.config, self.components, "train")
         self.val_set = build_reader(self.config, self.components, "val")
         self.info: DataInfo = self.train_set.info
+        self.data_record = data_record.describe(self.config, self.val_set)  # kept in every checkpoint
         self.model: FrameModel = build_model(self.config, self.components, self.info).to(self.device)
         if self.model.task == "predict" and not self.info.context:
             raise UsageError(f"head '{self.config.model.head.name}' predicts frames but reader "
@@ -227,7 +228,8 @@ class Runner:
             checkpoint.save(
                 path, self.model.state_dict(), config=self.config.to_dict(), info=self.info.to_dict(), step=step,
                 train_state=_train_state(self.optimizer) if with_state else None,
-                extra={"metrics": metrics or {}, "best": self.best},
+                extra={"metrics": metrics or {}, "best": self.best, "data": self.data_record,
+                       "per_device": self.config.device_section},
             )
         except (OSError, SafetensorError) as exc:  # a full disk: safetensors reports it as its own error
             reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]

@@ -52,9 +52,10 @@ class StopRequest:
 
 
 def ignore_interrupts_in_worker(worker_id: int) -> None:
-    """DataLoader workers share the run's process group, so Ctrl-C (and ``timeout``'s or a batch system's
-    SIGTERM to the group) reaches them too: they leave the stopping to the main process, which still needs
-    the batch they are preparing to finish its step. A worker whose main process is gone exits by itself
-    (PyTorch's workers watch their parent)."""
-    for sig in SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    """DataLoader workers share the terminal's process group, so Ctrl-C reaches them too: they leave the
+    stopping to the main process, which still needs the batch they are preparing to finish its step.
+
+    SIGTERM keeps its default: multiprocessing ends workers with it at exit, and a worker that ignored it
+    would hang the exit. (A SIGTERM sent to the whole group, as ``timeout`` does, thus ends the workers
+    and the run with them; ``kill PID`` of the main process saves ``last`` as Ctrl-C does.)"""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

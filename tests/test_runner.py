@@ -112,6 +112,10 @@ def test_run_writes_outputs_and_learns(config_path, tmp_path):
     assert not np.array_equal(labels[0], labels[1]) and not np.array_equal(labels[1], labels[2])
     best = checkpoint.load(run / "best.safetensors")
     assert best.train_state == {} and best.config["model"]["engine"]["hidden"] == 16
+    # Each checkpoint says what it was trained on: the reader, the frame size, pixel statistics.
+    data = best.extra["data"]
+    assert (data["reader"], data["channels"], data["height"], data["width"]) == ("drift", 1, 8, 8)
+    assert data["mean"] == pytest.approx(6 / 64, abs=1e-3)  # a 3x2 square of ones in 8x8 frames
     assert checkpoint.load(run / "last.safetensors").train_state  # resume state travels with 'last'
 
 
