@@ -84,10 +84,9 @@ class PredictStats:
 CHECKED_FRAMES = 16  # the first frames, as the model sees them, compared with its training data
 
 
-def _check_input(model: FrameModel, images: list[np.ndarray], source: str | Path, warn) -> None:
+def _check_input(record: dict | None, images: list[np.ndarray], source: str | Path, warn) -> None:
     from . import data_record
 
-    record = getattr(model, "training_data", None)
     mean, std = data_record.frame_statistics(images)
     why = data_record.unlike(record, mean, std)
     if why:
@@ -99,7 +98,7 @@ def _check_input(model: FrameModel, images: list[np.ndarray], source: str | Path
 @torch.inference_mode()
 def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | Path | None, *, fit: str = "crop",
                   scale: int | None = None, max_frames: int | None = None, strict: bool = False,
-                  warn=None) -> PredictStats:
+                  warn=None, training_data: dict | None = None) -> PredictStats:
     """Stream ``source`` through ``model`` and write ``input | prediction`` to ``out`` (None: no output).
 
     The video is converted to what the model expects (``model.info``: size, channels) by the decoder.
@@ -112,7 +111,8 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
         scale: enlargement of the output (default: the smallest that makes it at least 256 px tall).
         max_frames: stop after this many frames.
         strict: a damaged or truncated video is an error (no output), not a warning in the result.
-        warn: called with one line when the first frames look clearly unlike the model's training data.
+        warn: called with one line when the first frames look clearly unlike ``training_data`` (the
+            checkpoint's record, :mod:`.data_record`; default: the model's own ``training_data``).
 
     Raises:
         DataError: ``source`` cannot be decoded, or is damaged and ``strict``.
@@ -135,6 +135,7 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
             state, previous = None, blank
             frame = first
             seen: list[np.ndarray] = []
+            record = training_data or getattr(model, "training_data", None)
             while frame is not None and (max_frames is None or count < max_frames):
                 step = time.perf_counter()
                 prediction, state = model.predict_next(to_tensor(frame.image, device), state)
@@ -147,10 +148,10 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
                 if warn is not None and len(seen) < CHECKED_FRAMES:
                     seen.append(frame.image)
                     if len(seen) == CHECKED_FRAMES:
-                        _check_input(model, seen, source, warn)
+                        _check_input(record, seen, source, warn)
                 frame = next(frames, None)
             if warn is not None and 0 < len(seen) < CHECKED_FRAMES:  # a short video: judge what there was
-                _check_input(model, seen, source, warn)
+                _check_input(record, seen, source, warn)
             if frame is None and stream.problem and strict:  # read to its end, and it was damaged
                 raise DataError(f"{stream.problem}; --strict refuses a partial result")
         except BaseException:
@@ -176,10 +177,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(model_threads(args.threads))
     try:
-        model = open_model(args.checkpoint, components_for(args), pick_device(args.device), task="predict")
+        components = components_for(args)
+        model = open_model(args.checkpoint, components, pick_device(args.device), task="predict")
+        record = model.training_data
+        if record is None:  # a checkpoint older than data records
+            from .data_record import rebuilt
+
+            record = rebuilt(model.config, components)
         model = with_backend(model, args.backend, model_threads(args.threads))
         stats = predict_video(model, args.video, args.out, fit=args.fit, scale=args.scale, max_frames=args.max_frames,
-                              strict=args.strict)
+                              strict=args.strict, training_data=record,
+                              warn=lambda line: print(f"framegru: {line}", file=sys.stderr, flush=True))
     finally:
         torch.set_num_threads(threads)
     result = {**stats.to_dict(), "backend": name_of(model)}

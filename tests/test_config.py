@@ -152,7 +152,9 @@ def test_switching_a_reader_by_name_drops_the_options_it_cannot_take(tmp_path, c
         "data.reader switched from 'moving_mnist' to 'video': dropped moving_mnist's options digits, sequences, "
         "which video does not take"]
     # frames means the same to both readers; the path was given with the switch.
-    assert config.data.reader.name == "video" and config.data.reader.options == {"frames": 20, "path": "pics"}
+    # A relative path is relative to the current folder, made absolute so a resume from anywhere finds it.
+    assert config.data.reader.name == "video"
+    assert config.data.reader.options == {"frames": 20, "path": str(Path.cwd() / "pics")}
     assert config.notes == fit_components(config, components) + config.notes  # said once
     typo = load_config(write(tmp_path, text), ["data.reader.name=video", "data.reader.frmes=3"])
     fit_components(typo, components)
