@@ -55,8 +55,10 @@ def atomic_output(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private (0600); the file it becomes need not be
         yield Path(tmp)
+        # mkstemp makes it private (0600); the file it becomes need not be. After the write: safetensors
+        # writes a new file in its place, which took 0600 again when this came first.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

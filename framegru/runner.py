@@ -210,8 +210,9 @@ class Runner:
         self.train_set = build_reader(self.config, self.components, "train")
         self.val_set = build_reader(self.config, self.components, "val")
         self.info: DataInfo = self.train_set.info
-        self.data_record = data_record.describe(self.config, self.val_set)  # kept in every checkpoint
         self.model: FrameModel = build_model(self.config, self.components, self.info).to(self.device)
+        # Kept in every checkpoint; after build_model, whose check refuses absurd frame sizes first.
+        self.data_record = data_record.describe(self.config, self.val_set)
         if self.model.task == "predict" and not self.info.context:
             raise UsageError(f"head '{self.config.model.head.name}' predicts frames but reader "
                              f"'{self.config.data.reader.name}' gives no context length")
@@ -397,7 +398,14 @@ class Runner:
 
     def _train(self, start: int) -> dict[str, Any]:
         with StopRequest(announce=self.is_main).installed() as stop:
-            return self._loop(start, stop)
+            try:
+                return self._loop(start, stop)
+            except RuntimeError as exc:
+                # A SIGTERM sent to the whole process group (``timeout``, a batch system) also ends the data
+                # workers, and PyTorch raises that mid-step: nothing new can be saved, but say what is kept.
+                if stop.requested and "DataLoader worker" in str(exc):
+                    raise Interrupted(self._kept(f"{stop.signal_name} also stopped the data workers mid-step")) from None
+                raise
 
     def _loop(self, start: int, stop: StopRequest) -> dict[str, Any]:
         train = self.config.train
