@@ -69,8 +69,9 @@ def unlike(record: dict[str, Any] | None, mean: float, std: float) -> str | None
 
 
 def rebuilt(config: Any, components: Any) -> dict[str, Any] | None:
-    """The record of a checkpoint written before records were kept: its reader's validation split read
-    again here, if this machine has that data; None otherwise (no check is better than a wrong one)."""
+    """The record of a checkpoint written before records were kept (the shipped default): its reader's
+    validation split read again here, if this machine has that data; None otherwise (no check is better
+    than a wrong one). Only for a checkpoint whose data is known to be the reader's own, not a user's."""
     from .errors import FramegruError
     from .runner import build_reader
 

@@ -180,7 +180,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         components = components_for(args)
         model = open_model(args.checkpoint, components, pick_device(args.device), task="predict")
         record = model.training_data
-        if record is None:  # a checkpoint older than data records
+        if record is None and args.checkpoint is None:  # the shipped default, older than data records
             from .data_record import rebuilt
 
             record = rebuilt(model.config, components)
