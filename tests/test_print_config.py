@@ -56,3 +56,10 @@ def test_descriptions_are_plain_text(capsys):
     listing = json.loads(capsys.readouterr().out)
     docs = [entry["doc"] for kind in listing.values() for entry in kind]
     assert docs and not any("``" in doc or ":class:" in doc for doc in docs)
+
+
+def test_config_shows_the_frame_size_a_switched_reader_gets(capsys):
+    args = ["config", str(ROOT / "configs" / "cifar10_rows.yaml"), "data.reader.name=image_folder", "--json"]
+    assert main(args) == 0
+    data = json.loads(capsys.readouterr().out)["data"]
+    assert data["size"] == [32, 32] and data["reader"]["size"] == [32, 32]
