@@ -98,7 +98,11 @@ class TrainConfig(Strict):
     amp: bool = True  # bf16 autocast on CUDA
     # bf16 autocast on the CPU too: 1.6-1.9x faster training where the CPU has AVX-512 BF16 or AMX
     # (measured on this project's EPYC), slower where it has neither. Off: fp32, the numbers of record.
-    cpu_bf16: bool = False
+    # auto: on exactly where the CPU has AVX-512 BF16 or AMX.
+    cpu_bf16: bool | Literal["auto"] = False
+    # Train for about this many minutes on this machine: the run times its first steps and sets
+    # max_steps (and eval_every, checkpoint_every, keeping their number) to fit. null: max_steps as given.
+    time_budget_minutes: float | None = Field(None, gt=0)
     # Fine-tuning: start from the weights of this framegru checkpoint (every tensor must fit) instead of a
     # random init; the optimizer, schedule and step count start fresh. --resume ignores it (``last`` wins).
     init: Path | None = None
@@ -445,8 +449,14 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, per_dev
         str(base / p) if (p.endswith(".py") or "/" in p) and not Path(p).is_absolute() else p
         for p in config.plugins
     ]
+    notes = []
+    given = {tuple(key) for key, _ in cli}
+    if ("train", "max_steps") in given and ("train", "time_budget_minutes") not in given \
+            and config.train.time_budget_minutes:
+        config.train.time_budget_minutes = None  # a step count asked for on the command line wins
+        notes.append("train.max_steps given on the command line: train.time_budget_minutes is not used")
     config._origin = {
-        "source": str(path), "overrides": overrides, "notes": [], "switched": switched,
+        "source": str(path), "overrides": overrides, "notes": notes, "switched": switched,
         "device_section": device if device in sections and per_device else None,
         "device_values": sections.get(device, []) if per_device else [],
     }

@@ -103,6 +103,15 @@ def mean(value: Tensor) -> Tensor:
     return value / dist.get_world_size()
 
 
+def from_rank0(value: float) -> float:
+    """Rank 0's ``value`` on every rank (``value`` itself without torchrun)."""
+    if not dist.is_initialized():
+        return value
+    tensor = torch.tensor([float(value)], dtype=torch.float64, device=_collective_device())
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
+
+
 def step_consensus(loss: Tensor, *flags: bool) -> tuple[float, ...]:
     """The global mean of ``loss`` and, for each flag, whether any rank raised it: one all-reduce.
 

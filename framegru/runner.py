@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader, Dataset
 
-from . import checkpoint, data_record, distributed, json_output, run_dir, seeding
+from . import budget, checkpoint, data_record, distributed, json_output, run_dir, seeding
 from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, device_type, dump_yaml, fit_components
 from .data import DataInfo
 from .errors import DataError, Interrupted, UsageError
@@ -41,12 +41,14 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_for(device: torch.device, amp: bool, cpu_bf16: bool = False):
+def autocast_for(device: torch.device, amp: bool, cpu_bf16: bool | str = False):
     """bf16 autocast (no loss scaling needed) on CUDA with ``amp``, on the CPU with ``cpu_bf16``.
 
     Training passes ``train.cpu_bf16``; evaluation on the CPU stays fp32, the precision that
     ``predict`` and ``classify-still`` run in, so reported figures are what users get.
     """
+    if cpu_bf16 == "auto":
+        cpu_bf16 = cpu_has_native_bf16()
     if (device.type == "cuda" and amp) or (device.type == "cpu" and cpu_bf16):
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
@@ -251,6 +253,9 @@ class Runner:
         load_weights(self.model, ckpt.weights, f"{path} does not fit this model")
         _restore_train_state(self.optimizer, ckpt.train_state, self.device)
         self.best = ckpt.extra.get("best")
+        if self.config.train.time_budget_minutes:  # the step count the budget chose when the run began
+            chosen = ckpt.config.get("train", {})
+            budget.apply(self.config, chosen["max_steps"], chosen["eval_every"], chosen.get("checkpoint_every"))
         return ckpt.step
 
     def _init_weights(self) -> None:
@@ -346,12 +351,17 @@ class Runner:
                 self.events.note(f"removed {len(stale)} unfinished checkpoint write(s) left by an interrupted run")
             if overwrite and not resume:
                 run_dir.clear_results(self.dir)
-        if self.is_main and self.device.type == "cpu" and self.config.train.cpu_bf16 and not cpu_has_native_bf16():
+        if self.is_main and self.device.type == "cpu" and self.config.train.cpu_bf16 is True and not cpu_has_native_bf16():
             self.events.note("train.cpu_bf16: this CPU has neither AVX-512 BF16 nor AMX, so bf16 runs emulated, "
                              "12-13x slower than fp32 in our measurements; set train.cpu_bf16=false")
         start = self._resume() if resume else 0
         if not resume and self.config.train.init is not None:
             self._init_weights()
+        if not resume and self.config.train.time_budget_minutes:
+            plan = budget.fit(self.config, *budget.measure(self))
+            budget.apply(self.config, plan.max_steps, plan.eval_every, plan.checkpoint_every)
+            if self.is_main:
+                self.events.note(plan.describe(self.config.train.time_budget_minutes, self.config.train.batch_size))
         # A resumed run's config.yaml waits for its first checkpoint: a resume that fails before one (a
         # diverged loss) must leave the config that ``last`` was trained with.
         self._config_unwritten = True

@@ -1,0 +1,104 @@
+"""``train.time_budget_minutes``: a run sized to the machine it runs on.
+
+The same config trains for about the same time on a 2-core laptop and on an AVX-512 server: before the
+first step the run times a few training steps and one evaluation batch of its own model on its own
+data, then fixes ``max_steps`` (and the evaluation and checkpoint cadence, keeping their number) to fit
+the budget. The schedule, warm-up and scheduled sampling follow ``max_steps`` as usual. The chosen
+values are written to ``run.dir/config.yaml`` and into every checkpoint, and ``--resume`` takes them
+from ``last``, so a resumed run is the run it would have been.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from . import distributed
+from .config import Config
+from .tasks import evaluate, training_loss
+
+TIMED_STEPS = 3  # after one warm-up step, whose one-off costs (kernel selection, allocations) are not typical
+MARGIN = 0.95  # steady state is rarely faster than the first timed steps; leave room for pictures and saves
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a budget buys on this machine."""
+
+    seconds_per_step: float
+    seconds_per_eval: float
+    max_steps: int
+    eval_every: int
+    checkpoint_every: int | None
+
+    def describe(self, minutes: float, batch: int) -> str:
+        return (f"train.time_budget_minutes={minutes:g}: {self.seconds_per_step:.2f} s a step and "
+                f"{self.seconds_per_eval:.1f} s an evaluation here, so {self.max_steps:,} steps x {batch}, "
+                f"evaluating every {self.eval_every:,}")
+
+
+def fit(config: Config, seconds_per_step: float, seconds_per_eval: float) -> Plan:
+    """The step count and cadence that fit ``config.train.time_budget_minutes``, keeping the number of
+    evaluations the config asks for (``max_steps / eval_every``)."""
+    train = config.train
+    evaluations = max(1, math.ceil(train.max_steps / train.eval_every))
+    budget = train.time_budget_minutes * 60 * MARGIN - evaluations * seconds_per_eval
+    eval_every = max(1, int(budget / seconds_per_step) // evaluations)
+    steps = eval_every * evaluations
+    checkpoint_every = None
+    if train.checkpoint_every:
+        checkpoint_every = max(1, round(train.checkpoint_every * steps / max(train.max_steps, 1)))
+    return Plan(seconds_per_step, seconds_per_eval, steps, eval_every, checkpoint_every)
+
+
+def apply(config: Config, max_steps: int, eval_every: int, checkpoint_every: int | None) -> None:
+    config.train.max_steps, config.train.eval_every = max_steps, eval_every
+    config.train.checkpoint_every = checkpoint_every
+
+
+def measure(runner) -> tuple[float, float]:
+    """Seconds per training step and per evaluation of ``runner``'s model on its data, on a copy of the
+    model (the run's weights, optimizer and random streams are left as they were). Rank 0's figures
+    are every rank's, so all ranks choose the same step count."""
+    config = runner.config
+    model = copy.deepcopy(runner.model).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr)
+    size = config.train.batch_size
+    with torch.random.fork_rng(devices=[runner.device] if runner.device.type == "cuda" else []):
+        times = []
+        for i in range(TIMED_STEPS + 1):
+            tic = time.perf_counter()
+            batch = _batch(runner.train_set, range(i * size, (i + 1) * size), runner.device)
+            with runner.train_autocast():
+                loss = training_loss(model, model.task, batch, teacher=0.5,
+                                     label_smoothing=config.train.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            _sync(runner.device)
+            times.append(time.perf_counter() - tic)
+        tic = time.perf_counter()
+        evaluate(model, iter([_batch(runner.val_set, range(size), runner.device)]), runner.device, runner.autocast)
+        _sync(runner.device)
+        eval_batch = time.perf_counter() - tic
+    batches = math.ceil(len(runner.val_set) / (size * distributed.world_size()))
+    if config.train.eval_batches is not None:
+        batches = min(batches, config.train.eval_batches)
+    step_s = sorted(times[1:])[len(times[1:]) // 2]
+    return distributed.from_rank0(step_s), distributed.from_rank0(eval_batch * batches)
+
+
+def _batch(dataset, indices, device: torch.device) -> dict[str, torch.Tensor]:
+    from torch.utils.data import default_collate
+
+    items = [dataset[i % len(dataset)] for i in indices]
+    return {k: v.to(device) for k, v in default_collate(items).items()}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

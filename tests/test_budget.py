@@ -1,0 +1,62 @@
+"""train.time_budget_minutes: the run times itself, fixes its step count, and resumes with that count."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from framegru import budget
+from framegru.config import load_config
+from framegru.runner import run_config
+from test_runner import components_for, config_path  # noqa: F401  (the drift reader's config)
+
+
+def budgeted(config_path, tmp_path, **train):
+    path = tmp_path / "budget.yaml"
+    raw = yaml.safe_load(config_path.read_text())
+    raw["train"].update(train)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_fit_keeps_the_number_of_evaluations_and_the_budget(config_path, tmp_path):
+    path = budgeted(config_path, tmp_path, time_budget_minutes=10)
+    assert load_config(path, ["train.max_steps=40"]).train.time_budget_minutes is None  # steps asked for win
+    config = load_config(path, ["train.max_steps=40", "train.eval_every=10", "train.checkpoint_every=20",
+                                "train.time_budget_minutes=10"])  # unless the budget is given with them
+    plan = budget.fit(config, seconds_per_step=0.5, seconds_per_eval=6.0)
+    assert plan.max_steps % 4 == 0 and plan.eval_every == plan.max_steps // 4
+    used = plan.max_steps * 0.5 + 4 * 6.0
+    assert 0.9 * 600 * budget.MARGIN < used <= 600 * budget.MARGIN
+    assert plan.checkpoint_every == plan.max_steps // 2
+
+
+def test_a_budgeted_run_fixes_its_steps_and_resumes_with_them(config_path, tmp_path):
+    path = budgeted(config_path, tmp_path, time_budget_minutes=0.05, max_steps=12, eval_every=4)  # 3 s, 3 evals
+    config = load_config(path)
+    run_config(config, components_for(config))
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert written["time_budget_minutes"] == 0.05 and written["max_steps"] != 12
+    assert steps == [written["eval_every"] * i for i in (1, 2, 3)] and steps[-1] == written["max_steps"]
+    # Resuming, even with another budget, keeps the count the run chose: there is nothing left to train.
+    resumed = load_config(path, ["train.time_budget_minutes=50"])
+    notes = []
+
+    class Events:
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: notes.append(args[0]) if name == "note" else None
+
+    run_config(resumed, components_for(resumed), resume=True, events=Events())
+    assert resumed.train.max_steps == written["max_steps"]
+    assert any("nothing to train" in str(note) for note in notes)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc"])
+def test_a_bad_budget_is_one_line(config_path, value):
+    from framegru.errors import UsageError
+
+    with pytest.raises(UsageError, match="time_budget_minutes"):
+        load_config(config_path, [f"train.time_budget_minutes={value}"])
