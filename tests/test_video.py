@@ -298,7 +298,8 @@ def tiny_video_config(tree: Path, run_dir: Path, **reader) -> dict:
     raw["data"]["num_workers"] = 0
     raw["model"] = {"backbone": {"name": "conv", "channels": [8], "downsample": 1},
                     "engine": {"hidden": 8, "kernel": 3}, "head": {"name": "classify", "dropout": 0.0}}
-    raw["train"].update(max_steps=4, batch_size=4, eval_every=4, device="cpu", amp=False)
+    raw["train"].update(max_steps=4, batch_size=4, eval_every=4, device="cpu", amp=False,
+                        time_budget_minutes=None)  # the cpu section sizes a real run; this one is 4 steps
     raw["run"]["dir"] = str(run_dir)
     return raw
 
