@@ -9,30 +9,19 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-from pathlib import Path
 from typing import Any
 
 from .config import FIXED_KEYWORDS, Config, dump_yaml, fit_components
 from .plugin_manager import Components
+from .registry import plain_value
 
 COMPONENTS = (("reader", ("data", "reader")), ("backbone", ("model", "backbone")), ("head", ("model", "head")))
-
-
-def _plain(value: Any) -> Any:
-    """A default as YAML can write it: tuples become lists, paths strings."""
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
 
 
 def component_options(components: Components, kind: str, name: str) -> dict[str, Any]:
     """Every option a config may set on component ``name`` with its default (``required`` when none)."""
     entry = components.of(kind).get(name)
-    return {option: "required" if p.default is inspect.Parameter.empty else _plain(p.default)
+    return {option: "required" if p.default is inspect.Parameter.empty else plain_value(p.default)
             for option, p in entry.options(FIXED_KEYWORDS[kind]).items()}
 
 

@@ -7,6 +7,7 @@ import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -23,13 +24,52 @@ def plain_text(rest: str) -> str:
     return re.sub(r"``([^`]+)``", r"\1", rest)
 
 
+def describe_plugin(plugin: str, package: str | None = None, version: str | None = None) -> str:
+    """How messages name a plugin: ``plugin 'conv' (package framegru 0.1.0)``, or ``plugin '/x/my.py'``."""
+    if package is None:
+        return f"plugin '{plugin}'"
+    return f"plugin '{plugin}' (package {package}{' ' + version if version else ''})"
+
+
+def plain_value(value: Any) -> Any:
+    """A default as YAML or JSON can write it: tuples become lists, paths strings, anything else its repr."""
+    if isinstance(value, (tuple, list)):
+        return [plain_value(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: plain_value(v) for k, v in value.items()}
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
+def type_name(annotation: Any) -> str | None:
+    """An option's annotation as a user reads it: ``int``, ``list[int] | None``; ``None`` when it has none."""
+    if annotation is inspect.Parameter.empty:
+        return None
+    if isinstance(annotation, str):  # ``from __future__ import annotations``: already the source text
+        return annotation
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
 @dataclass(frozen=True)
 class Entry:
-    """A registered component: its name, its factory and the plugin that registered it."""
+    """A registered component: its name, its factory and the plugin that registered it.
+
+    ``plugin`` is the entry-point name, file path or module name; ``package`` and ``version`` are the
+    installed distribution that provides it (``None`` for a file or a module outside any distribution).
+    """
 
     name: str
     factory: Callable[..., Any]
     plugin: str
+    package: str | None = None
+    version: str | None = None
+
+    def origin(self) -> str:
+        """The plugin as messages name it, with its package and version where it has them."""
+        return describe_plugin(self.plugin, self.package, self.version)
 
     @property
     def doc(self) -> str:
@@ -53,29 +93,41 @@ class Entry:
             if name not in fixed and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
         }
 
+    def option_table(self, fixed: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Each option as ``{"name", "type", "default", "required"}``, for ``framegru plugins``."""
+        table = []
+        for option, p in self.options(fixed).items():
+            required = p.default is p.empty
+            table.append({"name": option, "type": type_name(p.annotation),
+                          "default": None if required else plain_value(p.default), "required": required})
+        return table
+
 
 class Registry:
-    """Components of one kind (``reader``, ``backbone`` or ``head``), looked up by name."""
+    """Components of one kind (``reader``, ``backbone``, ``head`` or ``listener``), looked up by name."""
 
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def add(self, name: str, factory: Callable[..., Any], plugin: str) -> None:
+    def add(self, name: str, factory: Callable[..., Any], plugin: str, package: str | None = None,
+            version: str | None = None) -> None:
+        """Add ``factory`` as ``name``, registered by ``plugin`` (of ``package`` at ``version``, if installed)."""
+        who = describe_plugin(plugin, package, version)
         if not isinstance(name, str) or not name.isidentifier():
-            raise UsageError(f"plugin '{plugin}' registers {self.kind} {name!r}: names must be identifiers")
+            raise UsageError(f"{who} registers {self.kind} {name!r}: names must be identifiers")
         if not callable(factory):
-            raise UsageError(f"plugin '{plugin}' registers {self.kind} '{name}' with a non-callable {factory!r}")
+            raise UsageError(f"{who} registers {self.kind} '{name}' with a non-callable {factory!r}")
         try:
             inspect.signature(factory)  # its options are read from it
         except (TypeError, ValueError):
-            raise UsageError(f"plugin '{plugin}' registers {self.kind} '{name}' with {factory!r}, whose keyword "
+            raise UsageError(f"{who} registers {self.kind} '{name}' with {factory!r}, whose keyword "
                              "arguments cannot be read: register a function or class") from None
         if name in self._entries:
-            other = self._entries[name].plugin
-            raise UsageError(f"{self.kind} '{name}' is registered twice: by plugin '{other}' and by plugin '{plugin}' "
+            other = self._entries[name].origin()
+            raise UsageError(f"{self.kind} '{name}' is registered twice: by {other} and by {who} "
                              "(rename one, or leave one plugin out)")
-        self._entries[name] = Entry(name, factory, plugin)
+        self._entries[name] = Entry(name, factory, plugin, package, version)
 
     def names(self) -> list[str]:
         return sorted(self._entries)
@@ -119,7 +171,7 @@ class Registry:
         except (TypeError, ValueError) as exc:
             raise UsageError(f"{self.kind} '{name}' ({key}): {exc}") from exc
         except Exception as exc:  # the plugin's own bug: name it rather than call it framegru's
-            raise UsageError(f"{self.kind} '{name}' of plugin '{entry.plugin}' failed ({key}): "
+            raise UsageError(f"{self.kind} '{name}' of {entry.origin()} failed ({key}): "
                              f"{type(exc).__name__}: {exc}") from exc
 
     def _typed(self, entry: Entry, options: Mapping[str, Any], key: str) -> dict[str, Any]:
