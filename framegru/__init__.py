@@ -1,7 +1,7 @@
 """framegru: ConvGRU recurrent video models for PyTorch.
 
-The core is the engine (:class:`ConvGRU`, :class:`ConvGRUCell`); readers, backbones and heads are
-pluggy plugins registered through the hooks in :mod:`framegru.hookspecs`.
+The core is the engine (:class:`ConvGRU`, :class:`ConvGRUCell`); readers, backbones, heads, run
+listeners and commands are pluggy plugins registered through the hooks in :mod:`framegru.hookspecs`.
 """
 
 from __future__ import annotations

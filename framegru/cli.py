@@ -7,13 +7,17 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import json_output
 from .errors import FramegruError, UsageError
+
+if TYPE_CHECKING:
+    from .plugin_manager import Components, PluginHost
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -35,12 +39,23 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def components_for(args: argparse.Namespace, config_plugins: list[str] | None = None):
+def plugin_host(argv: list[str]) -> PluginHost:
+    """The installed plugins and those ``argv`` names with ``--plugin``, loaded before the command line is
+    parsed: a plugin may add a command."""
     from .plugin_manager import PluginHost
 
+    early = Parser(prog="framegru", add_help=False, allow_abbrev=False, parents=[_common()])
+    known, _ = early.parse_known_args(argv)
     host = PluginHost()
     host.load_entry_points()
-    host.load(list(getattr(args, "plugin", []) or []), Path.cwd())
+    host.load(list(getattr(known, "plugin", []) or []), Path.cwd())
+    return host
+
+
+def components_for(args: argparse.Namespace, config_plugins: list[str] | None = None) -> Components:
+    """The components of the plugins a command line loaded, plus a config's ``plugins:``."""
+    host = getattr(args, "plugin_host", None) or plugin_host([])  # none: called without main() (a test)
+    host.load(list(getattr(args, "plugin", []) or []), Path.cwd())  # loaded already, unless abbreviated (--plug)
     host.load(list(config_plugins or []))
     return host.components()
 
@@ -66,30 +81,71 @@ def print_json(obj: Any) -> None:
 
 
 # -- subcommands ---------------------------------------------------------------------------------
-def cmd_plugins(args: argparse.Namespace) -> int:
+def plugin_listing(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``framegru plugins --json`` prints: every component with its plugin, package, version, options
+    and description; every command with the plugin that added it; the packages switched off."""
+    from .config import FIXED_KEYWORDS
+    from .plugin_manager import KINDS, Origin
+
     found = components_for(args)
-    listing = {
-        f"{kind}s": [{"name": e.name, "plugin": e.plugin, "doc": e.doc} for e in found.of(kind).entries()]
-        for kind in ("reader", "backbone", "head")
+    listing: dict[str, Any] = {
+        f"{kind}s": [{"name": e.name, "plugin": e.plugin, "package": e.package, "version": e.version,
+                      "doc": e.doc, "options": e.option_table(FIXED_KEYWORDS[kind])}
+                     for e in found.of(kind).entries()]
+        for kind in KINDS
     }
+    host = getattr(args, "plugin_host", None)
+    commands: dict[str, Origin] = host.commands if host is not None else {}
+    listing["commands"] = [{"name": name, "plugin": o.plugin, "package": o.package, "version": o.version,
+                            "doc": host.command_help.get(name, "")} for name, o in sorted(commands.items())]
+    listing["disabled"] = list(host.disabled) if host is not None else []
+    return listing
+
+
+def _package_text(item: dict[str, Any]) -> str:
+    return f"{item['package']} {item['version'] or ''}".strip() if item["package"] else "(file or module)"
+
+
+def _options_text(options: list[dict[str, Any]]) -> str:
+    """``patch: int = 4, width: int = 64, path: str (required)``."""
+    def one(o: dict[str, Any]) -> str:
+        typed = f"{o['name']}: {o['type']}" if o["type"] else o["name"]
+        return f"{typed} (required)" if o["required"] else f"{typed} = {o['default']!r}"
+    return ", ".join(one(o) for o in options)
+
+
+# -- subcommands ---------------------------------------------------------------------------------
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugin_manager import DISABLE_VARIABLE
+
+    listing = plugin_listing(args)
     if args.json:
         print_json(listing)
         return 0
-    for kind, entries in listing.items():
+    for kind in ("readers", "backbones", "heads", "listeners"):
         table = Table(title=kind, title_justify="left")
-        for col in ("name", "plugin", "description"):
+        for col in ("name", "plugin", "package", "options", "description"):
             table.add_column(col)
-        for e in entries:
-            table.add_row(e["name"], e["plugin"], e["doc"])
+        for e in listing[kind]:
+            # escape(): "list[int]" is text, not rich markup
+            table.add_row(e["name"], escape(e["plugin"]), _package_text(e), escape(_options_text(e["options"])),
+                          escape(e["doc"]))
         stdout.print(table)
+    table = Table(title="commands", title_justify="left")
+    for col in ("name", "plugin", "package", "description"):
+        table.add_column(col)
+    for c in listing["commands"]:
+        table.add_row(c["name"], escape(c["plugin"]), _package_text(c), escape(c["doc"]))
+    stdout.print(table)
+    if listing["disabled"]:
+        stderr.print(f"switched off by {DISABLE_VARIABLE}: {', '.join(listing['disabled'])}", highlight=False)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import distributed
     from .config import fit_components, load_config
-    from .progress import RichEvents, format_metrics
-    from .events import RunEvents
+    from .metrics import format_metrics
     from .runner import run_config
 
     config = load_config(args.config, args.overrides)
@@ -98,9 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if distributed.rank() == 0:
         for note in config.notes:
             stderr.print(note, highlight=False)
-    events = RichEvents(stderr) if distributed.rank() == 0 else RunEvents()
-    try:
-        metrics = run_config(config, components, resume=args.resume, overwrite=args.overwrite, events=events)
+    try:  # the progress display, metrics.jsonl and TensorBoard are listeners (plugins/listeners/)
+        metrics = run_config(config, components, resume=args.resume, overwrite=args.overwrite)
     except BaseException:
         distributed.shutdown(clean=False)
         raise
@@ -115,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .config import fit_components, load_config
     from .evaluate import evaluate_checkpoint
-    from .progress import format_metrics
+    from .metrics import format_metrics
 
     config = load_config(args.config, args.overrides)
     components = components_for(args, config.plugins)
@@ -131,9 +186,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         stdout.print(format_metrics(metrics))
     return 0
-
-
-COMMANDS: dict[str, tuple[Any, str]] = {}
 
 
 def config_sections() -> str:
@@ -154,13 +206,11 @@ def config_sections() -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> Parser:
-    common = _common()
-    parser = Parser(prog="framegru", description="ConvGRU video models: train, evaluate, predict, classify.",
-                    parents=[common])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-
-    p = sub.add_parser("plugins", parents=[common], help="list readers, backbones and heads with their plugins")
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``plugins``, ``run`` and ``eval``; the other built-in commands are added from their own modules
+    (``plugins/commands.py``)."""
+    p = sub.add_parser("plugins", parents=[common],
+                       help="list readers, backbones, heads, listeners and commands with their plugins and packages")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(handler=cmd_plugins)
 
@@ -186,9 +236,17 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="last stdout line: one JSON object of metrics")
     p.set_defaults(handler=cmd_eval)
 
-    from . import commands  # the other subcommands, one module each
 
-    commands.add_all(sub, common)
+def build_parser(host: PluginHost | None = None) -> Parser:
+    """The command line: every subcommand, framegru's own too, is added by a plugin's
+    ``framegru_register_commands`` (``host``: the loaded plugins; default the installed ones)."""
+    if host is None:
+        host = plugin_host([])
+    common = _common()
+    parser = Parser(prog="framegru", description="ConvGRU video models: train, evaluate, predict, classify.",
+                    parents=[common])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    host.add_commands(sub, common)
     return parser
 
 
@@ -196,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        parser = build_parser()
+        host = plugin_host(argv)
+        parser = build_parser(host)
         args, extra = parser.parse_known_args(argv)
+        args.plugin_host = host
         # argparse stops collecting a subcommand's `key.sub=value` overrides at the first flag after them:
         # `framegru run c.yaml --resume train.max_steps=2000` must work as well.
         overrides = [a for a in extra if "=" in a and not a.startswith("-")]

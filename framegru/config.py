@@ -111,6 +111,9 @@ class TrainConfig(Strict):
 class RunConfig(Strict):
     dir: Path = Path("runs/default")
     pictures: int = Field(4, ge=0)
+    # TensorBoard event files in run.dir (the built-in tensorboard listener): loss, learning rate,
+    # evaluations, pictures. Off: no event files, and the tensorboard package is not imported.
+    tensorboard: bool = True
 
 
 class Config(Strict):
@@ -263,7 +266,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], switched: list | 
 
 
 # The keywords framegru itself passes to each kind of component (hookspecs.py): not the config's to set.
-FIXED_KEYWORDS = {"reader": ("root", "split"), "backbone": ("in_channels",), "head": ("in_channels", "info", "stride")}
+FIXED_KEYWORDS = {"reader": ("root", "split"), "backbone": ("in_channels",), "head": ("in_channels", "info", "stride"),
+                  "listener": ("run",)}
 
 
 def fit_components(config: Config, components: Any) -> list[str]:

@@ -1,19 +1,123 @@
-"""Run events: the runner reports progress here; the terminal UI is one listener among others."""
+"""Run events: the runner tells the run-event hooks (``framegru_run_*`` in :mod:`framegru.hookspecs`)
+what happens in a run.
+
+Nothing here shows or writes anything: the terminal UI, ``metrics.jsonl`` and TensorBoard are
+listeners that framegru's own plugins register (``plugins/listeners/``), as a user's plugin would.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+
+import pluggy
+
+from .errors import FramegruError, UsageError
 
 
 class RunEvents:
-    """Receives what happens during a run. The base class ignores everything (tests, non-zero ranks)."""
+    """The run-event hooks of one run, called on rank 0 only, always with keywords.
 
-    def start(self, runner: Any, start_step: int) -> None: ...
+    Args:
+        components: what the plugins registered: the listener factories and the plugin manager.
+        run: the :class:`~framegru.runner.Runner`, given to every hook and listener factory as ``run``.
+        listeners: more objects with ``@hookimpl`` methods, listening to this run only (tests, notebooks).
+        enabled: ``False`` on ranks other than 0: no listener is built and no hook called.
+    """
 
-    def step(self, step: int, loss: float, lr: float, batch_size: int) -> None: ...
+    def __init__(self, components: Any, run: Any, listeners: Iterable[object] = (), enabled: bool = True):
+        self.components = components
+        self.pm: pluggy.PluginManager | None = components.plugin_manager
+        self.run = run
+        self.extra = list(listeners)
+        self.enabled = enabled and self.pm is not None
+        self._who: dict[int, str] = {}  # id(listener) -> how an error names it
+        self._listening: list[object] = []
+        self._started = False
 
-    def evaluated(self, step: int, metrics: dict[str, Any]) -> None: ...
+    # -- a run's listeners ----------------------------------------------------------------------
+    def open(self) -> None:
+        """Build the registered listeners for this run and register them, with ``listeners``, as plugins."""
+        if not self.enabled:
+            return
+        for entry in self.components.listeners.entries():
+            listener = self.components.listeners.build(entry.name, {}, key="listener", run=self.run)
+            if listener is not None:
+                self._listen(listener, f"listener '{entry.name}' of {entry.origin()}")
+        for listener in self.extra:
+            self._listen(listener, f"listener {type(listener).__name__}")
 
-    def note(self, message: str) -> None: ...
+    def _listen(self, listener: object, who: str) -> None:
+        assert self.pm is not None
+        try:
+            self.pm.register(listener)
+        except (ValueError, pluggy.PluginValidationError) as exc:  # a misspelled hook argument, say
+            raise UsageError(f"{who} cannot listen: {exc}") from exc
+        self._listening.append(listener)
+        try:
+            self.pm.check_pending()  # a misspelled hook name
+        except pluggy.PluginValidationError as exc:
+            raise UsageError(f"{who} cannot listen: {exc}") from exc
+        self._who[id(listener)] = who
 
-    def finish(self) -> None: ...
+    def close(self) -> None:
+        """Unregister this run's listeners: the plugin manager outlives the run (a notebook runs again)."""
+        while self._listening:
+            listener = self._listening.pop()
+            if self.pm is not None and self.pm.is_registered(listener):
+                self.pm.unregister(listener)
+
+    # -- the events -----------------------------------------------------------------------------
+    def start(self, step: int, resumed: bool) -> None:
+        self._started = True
+        self._call("framegru_run_start", run=self.run, step=step, resumed=resumed)
+
+    def step(self, step: int, loss: float, lr: float, batch_size: int) -> None:
+        self._call("framegru_run_step", run=self.run, step=step, loss=loss, lr=lr, batch_size=batch_size)
+
+    def evaluated(self, step: int, metrics: dict[str, Any]) -> None:
+        self._call("framegru_run_evaluated", run=self.run, step=step, metrics=metrics)
+
+    def pictures(self, step: int, paths: list[Path]) -> None:
+        self._call("framegru_run_pictures", run=self.run, step=step, paths=paths)
+
+    def note(self, message: str) -> None:
+        self._call("framegru_run_note", run=self.run, message=message)
+
+    def finish(self, error: BaseException | None) -> None:
+        """Only after :meth:`start`. Every listener is told, even after one fails; while ``error``
+        propagates, a listener failing to close is ignored."""
+        if self._started:
+            self._started = False
+            self._call("framegru_run_finish", every=True, quiet=error is not None, run=self.run, error=error)
+
+    def _call(self, hook: str, every: bool = False, quiet: bool = False, **kwargs: Any) -> None:
+        """Each implementation in pluggy's order (last registered first), so that an exception names
+        its plugin. An interrupt (``KeyboardInterrupt``) and framegru's own errors pass unchanged; an
+        ``OSError`` too, so that the runner names ``run.dir`` when a listener cannot write there.
+        ``every``: call the others before raising the first failure; ``quiet``: raise none."""
+        if not self.enabled:
+            return
+        assert self.pm is not None
+        first: Exception | None = None
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+            who = self._who.get(id(impl.plugin)) or self._origin(impl.plugin_name)
+            if impl.wrapper or impl.hookwrapper:
+                raise UsageError(f"{who}: {hook} is a run event, which takes no wrapper implementations")
+            try:
+                impl.function(*[kwargs[name] for name in impl.argnames])
+            except Exception as exc:
+                failure = exc
+                if not isinstance(exc, (FramegruError, OSError)):
+                    failure = UsageError(f"{who} failed in {hook}: {type(exc).__name__}: {exc}")
+                    failure.__cause__ = exc
+                if not every and not quiet:
+                    raise failure  # (its __cause__ is the plugin's exception)
+                first = first or failure
+        if first is not None and not quiet:
+            raise first
+
+    def _origin(self, plugin_name: str) -> str:
+        origin = self.components.origins.get(plugin_name)
+        return str(origin) if origin is not None else f"plugin '{plugin_name}'"

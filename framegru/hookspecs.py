@@ -1,9 +1,22 @@
 """Every hook framegru calls: the plugin API, in one place.
 
 A plugin is a module (a file, an importable module, or an installed package's entry point in the
-group ``framegru``) with functions marked ``@framegru.hookimpl``. Each registration hook receives a
-``register(name, factory)`` callable; the factory's docstring is the component's description.
-framegru always calls hooks with keyword arguments, so new arguments never break a plugin.
+group ``framegru``) with functions marked ``@framegru.hookimpl``; a hook without the mark is ignored.
+framegru always calls hooks with keyword arguments, so an implementation may take any subset of a
+hook's arguments, and new arguments never break a plugin.
+
+There are three families of hooks:
+
+* **Registration** (``framegru_register_*``): each receives a ``register(name, factory)`` callable.
+  The factory's docstring is the component's description; its keyword arguments, beyond the ones
+  framegru passes, are the options a config may set; an unknown option is an error. Registering a
+  name twice (by two plugins, or two packages) is an error naming both.
+* **Run events** (``framegru_run_*``): what happens in ``framegru run``, told to listeners. They are
+  called on rank 0 only (the process that writes ``run.dir``) and are plain notifications: no
+  ``wrapper``/``hookwrapper`` implementations. A listener's exception stops the run with one line
+  naming its plugin. framegru's own terminal UI, ``metrics.jsonl`` and TensorBoard logger are
+  listeners registered through these hooks (``plugins/listeners/``), as a W&B or MLflow one would be.
+* **Commands** (``framegru_register_commands``): subcommands of the ``framegru`` command line.
 
 Factories are called with keyword arguments only:
 
@@ -23,13 +36,18 @@ Factories are called with keyword arguments only:
   ``skip_channels`` the factory also gets ``skip_channels=`` and the head is called as
   ``head(x, skips)`` with each skip map ``[B, T, C_i, H_i, W_i]``; a head without that argument is
   refused with such a backbone, in one line.
-
-Every other keyword of a factory is an option a config may set; an unknown option is an error.
+* listener: ``factory(*, run) -> object | None``, called when a run begins on rank 0, before its data
+  and model are built (``run.config`` and ``run.dir`` are set; create files in
+  ``framegru_run_start``, not here, so that a run that fails while building leaves nothing behind).
+  It returns an object whose ``@hookimpl`` methods implement run-event hooks for that run alone, or
+  ``None`` to stay out of it (a switch in the config, say). The object is unregistered when the run ends.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -40,6 +58,7 @@ hookimpl = pluggy.HookimplMarker("framegru")
 Register = Callable[[str, Callable[..., Any]], None]
 
 
+# -- registration -------------------------------------------------------------------------------
 @hookspec
 def framegru_register_readers(register: Register) -> None:
     """Register data readers: ``register("noise", NoiseReader)``.
@@ -62,4 +81,106 @@ def framegru_register_heads(register: Register) -> None:
     """Register heads: ``register("classify", ClassifyHead)``.
 
     A head turns the ConvGRU's output sequence into the task's output and declares its ``task``.
+    """
+
+
+@hookspec
+def framegru_register_listeners(register: Register) -> None:
+    """Register run listeners: ``register("tensorboard", TensorBoardLog)``.
+
+    A listener factory is called with ``run=`` at the start of every run (rank 0 only) and returns an
+    object whose ``@hookimpl`` methods receive that run's events (``framegru_run_*``), or ``None``.
+    A plugin that needs no state per run may implement the event hooks as plain functions instead.
+    """
+
+
+@hookspec
+def framegru_register_commands(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add subcommands to ``framegru``, as llm's ``register_commands`` does.
+
+    Args:
+        subparsers: the ``argparse`` sub-parsers of ``framegru``: ``p = subparsers.add_parser("hello",
+            parents=[common], help="one line for framegru --help")``, then
+            ``p.set_defaults(handler=fn)``; ``fn(args) -> int`` runs the command and returns its exit
+            status. Raise :class:`framegru.UsageError` (exit 2) or :class:`framegru.DataError` (exit 1)
+            for a user's mistake: framegru prints it as one line. ``framegru.cli.components_for(args)``
+            gives the registered components.
+        common: the parser of the options every command takes (``--plugin``, ``--debug``).
+
+    framegru's own subcommands are added through this hook; a name taken twice is an error naming both
+    plugins. Commands come from installed plugins and ``--plugin`` (a config's ``plugins:`` is read
+    too late to add one).
+    """
+
+
+# -- run events (rank 0 only, always with keywords) -----------------------------------------------
+@hookspec
+def framegru_run_start(run: Any, step: int, resumed: bool) -> None:
+    """A run has built its data and model and is about to train.
+
+    Args:
+        run: the run (:class:`framegru.runner.Runner`): ``run.config`` (the resolved
+            :class:`framegru.config.Config`), ``run.dir`` (its ``run.dir``, a ``Path``), ``run.device``,
+            ``run.model``, ``run.info`` (the reader's :class:`framegru.data.DataInfo`), ``run.train_set``
+            and ``run.val_set``.
+        step: the step training starts from: 0, or the step of the checkpoint a resumed run continues.
+        resumed: ``--resume``: anything a listener logged after ``step`` in the interrupted run is stale.
+    """
+
+
+@hookspec
+def framegru_run_step(run: Any, step: int, loss: float, lr: float, batch_size: int) -> None:
+    """A training step is done.
+
+    Args:
+        run: the run, as in :func:`framegru_run_start`.
+        step: the number of steps done, from 1 to ``train.max_steps``.
+        loss: the step's training loss, averaged over the global batch (the same on every rank).
+        lr: the learning rate the step used.
+        batch_size: the global batch: ``train.batch_size`` times the number of processes.
+    """
+
+
+@hookspec
+def framegru_run_evaluated(run: Any, step: int, metrics: dict[str, Any]) -> None:
+    """An evaluation on the validation split is done (before the ``best`` and ``last`` checkpoints of
+    that step are written).
+
+    Args:
+        run: the run, as in :func:`framegru_run_start`.
+        step: the steps done when it evaluated.
+        metrics: ``step``, the training ``loss`` of that step, the task's metrics (``mse``, ``mae``,
+            ``ssim``, ``psnr``, ``sequences`` for prediction; ``accuracy``, ... for classification) and
+            ``seconds`` since training started. Floats may be NaN or infinite.
+    """
+
+
+@hookspec
+def framegru_run_pictures(run: Any, step: int, paths: list[Path]) -> None:
+    """Pictures of the model's predictions were written to ``run.dir`` when training ended.
+
+    Args:
+        run: the run, as in :func:`framegru_run_start`.
+        step: the step of the weights drawn (``train.max_steps``).
+        paths: the files written: ``predictions.png`` (rows of context, truth and prediction) and
+            ``predictions.gif``.
+    """
+
+
+@hookspec
+def framegru_run_note(run: Any, message: str) -> None:
+    """Something the user should read: a dropped option, a time budget's plan, a slow setting.
+
+    Notes come from the start of a run too, before :func:`framegru_run_start`.
+    """
+
+
+@hookspec
+def framegru_run_finish(run: Any, error: BaseException | None) -> None:
+    """The run is over, after a :func:`framegru_run_start`: close files, stop displays.
+
+    Args:
+        run: the run, as in :func:`framegru_run_start`.
+        error: ``None`` when it trained to the end, else what stopped it (an interrupt, a diverged
+            loss, a full disk). An exception raised here while ``error`` is set is ignored.
     """

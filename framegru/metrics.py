@@ -17,6 +17,7 @@ Frames are in ``[0, 1]``. For a prediction ``[B, T, C, H, W]`` (checked against 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -116,3 +117,8 @@ class ClassifyMetrics:
     def result(self) -> dict[str, float]:
         n = max(self.images, 1)
         return {"accuracy": self.correct / n, "loss": self.loss / n, "images": self.images}
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """``step 100  mse 23.1  ssim 0.912``: metrics on one line, as the terminal shows them."""
+    return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())

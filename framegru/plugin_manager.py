@@ -1,36 +1,88 @@
-"""Loads plugins (entry points, files, modules) and collects what they register."""
+"""Loads plugins (entry points, files, modules) and collects what they register.
+
+Every plugin is recorded with where it came from: the installed distribution (name and version) of
+an entry point, or the file or module given with ``--plugin`` or a config's ``plugins:``. framegru's
+own components are entry points of the ``framegru`` distribution, loaded first and always;
+``FRAMEGRU_DISABLE_PLUGINS`` switches other installed distributions off.
+"""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib
 import importlib.util
+import os
+import re
 import sys
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points, packages_distributions, version
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import UsageError
-from .registry import Registry
+from .registry import Registry, describe_plugin
 
 ENTRY_POINT_GROUP = "framegru"
-KINDS = ("reader", "backbone", "head")
+BUILTIN_PACKAGE = "framegru"
+DISABLE_VARIABLE = "FRAMEGRU_DISABLE_PLUGINS"
+KINDS = ("reader", "backbone", "head", "listener")
 
 
 @dataclass
 class Components:
-    """The registries of every kind, filled from one plugin manager."""
+    """The registries of every kind, filled from one plugin manager, and that manager (whose run-event
+    hooks a run calls)."""
 
     readers: Registry = field(default_factory=lambda: Registry("reader"))
     backbones: Registry = field(default_factory=lambda: Registry("backbone"))
     heads: Registry = field(default_factory=lambda: Registry("head"))
+    listeners: Registry = field(default_factory=lambda: Registry("listener"))
+    plugin_manager: pluggy.PluginManager | None = None
+    origins: dict[str, Origin] = field(default_factory=dict)  # pluggy's plugin name -> where it came from
 
     def of(self, kind: str) -> Registry:
-        return {"reader": self.readers, "backbone": self.backbones, "head": self.heads}[kind]
+        return {"reader": self.readers, "backbone": self.backbones, "head": self.heads,
+                "listener": self.listeners}[kind]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a registered plugin came from."""
+
+    plugin: str  # the entry-point name, the file path or the module name
+    package: str | None = None  # the installed distribution, if any
+    version: str | None = None
+
+    def __str__(self) -> str:
+        return describe_plugin(self.plugin, self.package, self.version)
+
+
+def canonical(package: str) -> str:
+    """A distribution name as pip compares them (PEP 503): ``Acme_Framegru`` is ``acme-framegru``."""
+    return re.sub(r"[-_.]+", "-", package.strip()).lower()
+
+
+def disabled_packages() -> set[str]:
+    """The distributions ``FRAMEGRU_DISABLE_PLUGINS`` (comma-separated names) switches off, canonical."""
+    names = {canonical(name) for name in os.environ.get(DISABLE_VARIABLE, "").split(",") if name.strip()}
+    if BUILTIN_PACKAGE in names:
+        raise UsageError(f"{DISABLE_VARIABLE} names framegru itself: it switches off other installed "
+                         "plugin packages; framegru's own components are always loaded")
+    return names
+
+
+def _switch_hint(origin: Origin) -> str:
+    """What a user can do about a broken plugin: an installed one can be switched off without uninstalling."""
+    if origin.package is None:
+        return "(fix it, or leave it out)"
+    if canonical(origin.package) == BUILTIN_PACKAGE:
+        return "(framegru's own plugin: reinstall framegru)"
+    return f"(fix or uninstall it, or switch it off: {DISABLE_VARIABLE}={origin.package})"
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -76,62 +128,145 @@ def load_plugin(spec: str, base: Path | None = None) -> tuple[str, ModuleType]:
                          "(fix it, or leave it out)") from exc
 
 
+def _module_origin(name: str) -> Origin:
+    """A plugin given as a module name: its distribution, when one installed it."""
+    packages = packages_distributions().get(name.split(".")[0], [])
+    if not packages:
+        return Origin(name)
+    try:
+        return Origin(name, packages[0], version(packages[0]))
+    except Exception:  # metadata without a version: still name the package
+        return Origin(name, packages[0])
+
+
+def _entry_point_origin(ep: EntryPoint) -> Origin:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return Origin(ep.name)
+    return Origin(ep.name, dist.name, dist.version)
+
+
 class PluginHost:
-    """The pluggy manager plus what its plugins registered."""
+    """The pluggy manager plus where each of its plugins came from."""
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager("framegru")
         self.pm.add_hookspecs(hookspecs)
+        self.origins: dict[str, Origin] = {}  # pluggy's plugin name -> where it came from
+        self.disabled: list[str] = []  # packages FRAMEGRU_DISABLE_PLUGINS kept out, as installed
+        self.commands: dict[str, Origin] = {}  # subcommand -> the plugin that added it
+        self.command_help: dict[str, str] = {}  # subcommand -> its line in framegru --help
+
+    def origin(self, plugin_name: str) -> Origin:
+        return self.origins.get(plugin_name, Origin(plugin_name))
 
     def load_entry_points(self) -> None:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
+        """Import and register every installed plugin: framegru's own first, then the others by package.
+
+        Each is registered as ``package:name``, so two packages may use the same entry-point name; what
+        they register must still differ (a component name taken twice is an error naming both).
+        """
+        off = disabled_packages()
+
+        def order(ep: EntryPoint) -> tuple[bool, str, str]:
+            package = canonical(_entry_point_origin(ep).package or "")
+            return package != BUILTIN_PACKAGE, package, ep.name
+
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=order):
+            origin = _entry_point_origin(ep)
+            if origin.package is not None and canonical(origin.package) in off:
+                if origin.package not in self.disabled:
+                    self.disabled.append(origin.package)
                 continue
+            name = f"{origin.package}:{ep.name}" if origin.package else ep.name
+            if self.pm.get_plugin(name) is not None or self.pm.is_blocked(name):
+                continue  # the same distribution seen twice on sys.path
             try:
                 module = ep.load()
             except (Exception, SystemExit) as exc:
-                dist = f" (package {ep.dist.name})" if getattr(ep, "dist", None) else ""
-                raise UsageError(f"plugin '{ep.name}'{dist} failed to import: {type(exc).__name__}: {exc} "
-                                 "(fix or uninstall it)") from exc
-            self._register(module, ep.name)
+                raise UsageError(f"{origin} failed to import: {type(exc).__name__}: {exc} "
+                                 f"{_switch_hint(origin)}") from exc
+            self._register(module, name, origin)
 
     def load(self, specs: list[str], base: Path | None = None) -> None:
+        """Import and register plugins given as files (relative to ``base``) or module names."""
         for spec in specs:
             name, module = load_plugin(spec, base)
             if self.pm.get_plugin(name) is None and not self.pm.is_registered(module):
-                self._register(module, name)
+                is_module = name == spec and not (spec.endswith(".py") or "/" in spec or "\\" in spec)
+                origin = _module_origin(name) if is_module else Origin(name)
+                self._register(module, name, origin)
 
-    def _register(self, module: ModuleType, name: str) -> None:
+    def _register(self, module: ModuleType, name: str, origin: Origin) -> None:
         try:
             self.pm.register(module, name=name)
+        except pluggy.PluginValidationError as exc:  # a hookimpl taking an argument its hook does not have
+            reason = " ".join(line.strip() for line in str(exc).splitlines())  # pluggy's reason, whole, on one line
+            raise UsageError(f"{origin}: {reason} {_switch_hint(origin)}") from exc
         except ValueError as exc:
-            raise UsageError(f"plugin '{name}' could not be registered: {exc}") from exc
+            raise UsageError(f"{origin} could not be registered: {exc}") from exc
+        self.origins[name] = origin
 
-    def components(self) -> Components:
-        """Check the hooks, then call every registration hook, each plugin with its own ``register``."""
+    def _check(self) -> None:
+        """A hook marked ``@hookimpl`` that no spec declares (a misspelled name) is an error."""
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            name = self.pm.get_name(exc.plugin) or exc.plugin
-            raise UsageError(f"plugin '{name}': {exc}") from exc
-        found = Components()
+            origin = self.origin(self.pm.get_name(exc.plugin) or str(exc.plugin))
+            raise UsageError(f"{origin}: {exc} {_switch_hint(origin)}") from exc
+
+    def components(self) -> Components:
+        """Check the hooks, then call every registration hook, each plugin with its own ``register``."""
+        self._check()
+        found = Components(plugin_manager=self.pm, origins=dict(self.origins))
         for kind in KINDS:
             registry = found.of(kind)
             caller = getattr(self.pm.hook, f"framegru_register_{kind}s")
             # One call per implementation, so each registration is attributed to its plugin.
             for impl in caller.get_hookimpls():  # registration order: built-ins first
-                def register(name, factory, _plugin=impl.plugin_name, _registry=registry):
-                    _registry.add(name, factory, _plugin)
+                origin = self.origin(impl.plugin_name)
+
+                def register(name, factory, _origin=origin, _registry=registry):
+                    _registry.add(name, factory, _origin.plugin, _origin.package, _origin.version)
                 try:
                     impl.function(register=register)
                 except UsageError:
                     raise
                 except (Exception, SystemExit) as exc:
-                    raise UsageError(
-                        f"plugin '{impl.plugin_name}' failed while registering {kind}s: {type(exc).__name__}: {exc} "
-                        "(fix it, or leave it out)"
-                    ) from exc
+                    raise UsageError(f"{origin} failed while registering {kind}s: {type(exc).__name__}: {exc} "
+                                     f"{_switch_hint(origin)}") from exc
         return found
+
+    def add_commands(self, subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+        """Let every plugin add its subcommands (framegru's own come first), recording who added which."""
+        self._check()
+        arguments = {"subparsers": subparsers, "common": common}
+        add_parser = subparsers.add_parser
+        for impl in self.pm.hook.framegru_register_commands.get_hookimpls():
+            origin = self.origin(impl.plugin_name)
+
+            # argparse would replace a taken name silently (before Python 3.11) or with a bare ArgumentError.
+            def checked_add_parser(name: str, _origin: Origin = origin, **kwargs: Any) -> argparse.ArgumentParser:
+                for taken in (name, *kwargs.get("aliases", ())):
+                    if taken in subparsers.choices:
+                        raise UsageError(f"command '{taken}' is added twice: by {self.commands[taken]} and by "
+                                         f"{_origin} (rename one, or leave one plugin out)")
+                parser = add_parser(name, **kwargs)
+                for added in (name, *kwargs.get("aliases", ())):
+                    self.commands[added] = _origin
+                    self.command_help[added] = kwargs.get("help") or ""
+                return parser
+
+            subparsers.add_parser = checked_add_parser  # type: ignore[method-assign]
+            try:
+                impl.function(*[arguments[name] for name in impl.argnames])
+            except UsageError:
+                raise
+            except (Exception, SystemExit) as exc:
+                raise UsageError(f"{origin} failed while adding commands: {type(exc).__name__}: {exc} "
+                                 f"{_switch_hint(origin)}") from exc
+            finally:
+                del subparsers.add_parser  # the class's own again
 
 
 def load_components(plugins: list[str] | None = None, base: Path | None = None) -> Components:
@@ -140,3 +275,4 @@ def load_components(plugins: list[str] | None = None, base: Path | None = None) 
     host.load_entry_points()
     host.load(list(plugins or []), base)
     return host.components()
+

@@ -9,11 +9,10 @@ same weights as one that never stopped.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,10 @@ import torch
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader, Dataset
 
-from . import budget, checkpoint, data_record, distributed, json_output, run_dir, seeding
+from . import budget, checkpoint, data_record, distributed, run_dir, seeding
 from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, device_type, dump_yaml, fit_components
 from .data import DataInfo
-from .errors import DataError, Interrupted, UsageError
+from .errors import DataError, FramegruError, Interrupted, UsageError
 from .events import RunEvents
 from .model import FrameModel, build_model, load_weights
 from .plugin_manager import Components
@@ -187,15 +186,16 @@ def _restore_train_state(optimizer: torch.optim.Optimizer, state: dict[str, torc
 class Runner:
     """Trains and evaluates one config; ``run()`` is ``framegru run``."""
 
-    def __init__(self, config: Config, components: Components, events: RunEvents | None = None):
+    def __init__(self, config: Config, components: Components, listeners: Iterable[object] = ()):
         self.config = config
         self.components = components
-        self.events = events or RunEvents()
         self.dir = Path(config.run.dir)
         self.device = pick_device(config.train.device)
         self.autocast = autocast_for(self.device, config.train.amp)
         self.train_autocast = autocast_for(self.device, config.train.amp, config.train.cpu_bf16)
         self.is_main = distributed.rank() == 0
+        # Rank 0 alone tells the listeners (progress, metrics.jsonl, TensorBoard, a user's): it alone writes run.dir.
+        self.events = RunEvents(components, self, listeners, enabled=self.is_main)
 
     # -- building -----------------------------------------------------------------------------
     def _build(self) -> None:
@@ -267,17 +267,6 @@ class Runner:
         load_weights(self.model, checkpoint.load(path, "cpu").weights,
                      f"train.init: {path} does not fit this model (use the model section it was trained with)")
 
-    def _forget_metrics_after(self, step: int) -> None:
-        """Drop the evaluations logged after ``step``: a run killed after them resumes before them and
-        logs them again, and ``metrics.jsonl`` should hold each step once."""
-        path = self.dir / "metrics.jsonl"
-        if not path.is_file():
-            return
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
-        if len(kept) < len(lines):
-            path.write_text("".join(line + "\n" for line in kept))
-
     # -- the loop -----------------------------------------------------------------------------
     def _diverged(self, what: str) -> DataError:
         kept = (f"the last good checkpoint is kept in {self.dir}" if (self.dir / "last.safetensors").exists()
@@ -330,17 +319,30 @@ class Runner:
         # Rank 0 alone writes to run.dir, so it alone holds the lock: taken first, so that a run.dir in use
         # is refused before seconds of building data and model.
         with run_dir.locked(self.dir) if self.is_main else contextlib.nullcontext():
-            self._build()
-            start = self._start(resume, overwrite)
-            self.events.start(self, start)
             try:
-                last_metrics = self._train(start)
-            finally:  # an error or Ctrl-C must not leave a live progress bar over the message (or the cursor hidden)
-                self.events.finish()
-            if self.is_main and self.config.run.pictures and self.model.task == "predict":
-                from .pictures import write_pictures
-                write_pictures(self.model, self.val_set, self.dir, self.config.run.pictures, self.device)
+                self.events.open()  # before building: the notes of building go to the listeners too
+                self._build()
+                start = self._start(resume, overwrite)
+                error: BaseException | None = None
+                try:
+                    self.events.start(start, resumed=resume)
+                    last_metrics = self._train(start)
+                    self._write_pictures()
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:  # an error or Ctrl-C must not leave a live progress bar over the message (or the cursor hidden)
+                    self.events.finish(error)
+            finally:
+                self.events.close()
         return last_metrics
+
+    def _write_pictures(self) -> None:
+        if self.is_main and self.config.run.pictures and self.model.task == "predict":
+            from .pictures import write_pictures
+
+            paths = write_pictures(self.model, self.val_set, self.dir, self.config.run.pictures, self.device)
+            self.events.pictures(self.config.train.max_steps, paths)
 
     def _start(self, resume: bool, overwrite: bool) -> int:
         """Tidy run.dir (rank 0), load ``last`` when resuming or ``train.init`` when not; returns the step
@@ -366,9 +368,7 @@ class Runner:
         # diverged loss) must leave the config that ``last`` was trained with.
         self._config_unwritten = True
         if self.is_main:
-            if resume:
-                self._forget_metrics_after(start)
-            else:
+            if not resume:
                 self._write_config()
         return start
 
@@ -389,19 +389,17 @@ class Runner:
         failure: Exception | None = None
         if self.is_main:
             try:
-                if log:
-                    with open(self.dir / "metrics.jsonl", "a") as f:
-                        f.write(json_output.dumps(metrics) + "\n")
+                if log:  # metrics.jsonl is written by a listener (plugins/listeners/metrics_log.py)
+                    self.events.evaluated(step, metrics)
                     if best:
                         self._save("best", step, metrics, with_state=False)
-                    self.events.evaluated(step, metrics)
                 if last:
                     self._save("last", step, metrics, with_state=True)
                     if self._config_unwritten:
                         self._write_config()
             except OSError as exc:
                 failure = DataError(f"cannot write to run.dir {self.dir} at step {step}: {exc.strerror or exc}")
-            except DataError as exc:
+            except FramegruError as exc:  # a full disk (DataError), or a listener's failure naming its plugin
                 failure = exc
         if not distributed.all_ok(failure is None):
             raise failure or DataError(f"rank 0 could not write its outputs at step {step}; every rank stops")
@@ -477,13 +475,15 @@ class Runner:
 
 
 def run_config(config: Config, components: Components, *, resume: bool = False, overwrite: bool = False,
-               events: RunEvents | None = None) -> dict[str, Any]:
+               listeners: Iterable[object] = ()) -> dict[str, Any]:
     """Train ``config`` end to end; returns the last evaluation's metrics.
 
     ``overwrite`` starts over in a run.dir that holds a run; without it (or ``resume``) that is an error.
+    ``listeners`` are objects with ``@hookimpl`` methods of run-event hooks that listen to this run
+    besides the registered listeners (rank 0 only).
     """
     try:
-        return Runner(config, components, events).run(resume=resume, overwrite=overwrite)
+        return Runner(config, components, listeners).run(resume=resume, overwrite=overwrite)
     except OSError as exc:  # a missing file, a full disk, a read-only run.dir
         where = exc.filename or f"run.dir {config.run.dir}"  # no name: most likely a write there
         raise DataError(f"cannot access {where}: {exc.strerror or exc}") from exc

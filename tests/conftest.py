@@ -66,3 +66,21 @@ def moving_mnist_sequences(data_root) -> torch.Tensor:
 
     dataset = MovingMNIST(root=data_root, split="test")
     return torch.stack([dataset[i]["video"] for i in range(8)])
+
+
+# -- hermetic listings (tests/hermetic.py) ------------------------------------------------------
+@pytest.fixture
+def builtins_only(monkeypatch) -> None:
+    """Installed third-party framegru plugins switched off: exact lists of names are framegru's own."""
+    from hermetic import builtins_only_env
+
+    for name, value in builtins_only_env().items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def builtin_components(builtins_only):
+    """framegru's own components alone (``components`` has every installed plugin's too)."""
+    from framegru.plugin_manager import load_components
+
+    return load_components()

@@ -108,6 +108,8 @@ def _serve(request: dict) -> list[dict]:
     # What (nearly) every command line imports first: torch, cv2, av, the subcommands, the built-in plugins.
     build_parser()
     PluginHost().load_entry_points()
+    import tensorboard.compat.proto.event_pb2  # noqa: F401  (every run imports them: the TensorBoard listener)
+    import tensorboard.summary.writer.record_writer  # noqa: F401
     argvs, cwd, timeout, jobs = request["argvs"], request["cwd"], request["timeout"], request["jobs"]
     scratch = Path(tempfile.mkdtemp(prefix="framegru-forked-"))
     results: list[dict | None] = [None] * len(argvs)

@@ -24,6 +24,7 @@ import yaml
 
 from drift_plugin import drift_config
 from forked_cli import run_many, run_real
+from hermetic import builtins_only_env
 from still_data import write_image_tree
 from video_data import DIRECTIONS, ramp_video, tiny_checkpoint
 
@@ -287,7 +288,7 @@ def corpus(tmp_path_factory) -> Path:
 def outcomes(corpus):
     """Every case run once, a few at a time; a case that runs past 60 s counts as a hang."""
     argvs = {**{case: argv for case, (argv, _, _) in CASES.items()}, **WORKS}
-    return dict(zip(argvs, run_many(list(argvs.values()), cwd=corpus, timeout=60)))
+    return dict(zip(argvs, run_many(list(argvs.values()), cwd=corpus, timeout=60, env=builtins_only_env())))
 
 
 # Cases that fail once training has started: the run's banner and progress come before the error.
@@ -314,7 +315,7 @@ def test_bad_input_is_one_line_and_an_exit_status(outcomes, case):
 
 def test_the_real_entry_point_says_the_same(corpus, outcomes):
     with ThreadPoolExecutor(2) as pool:
-        results = dict(zip(REAL, pool.map(lambda case: run_real(CASES[case][0], cwd=corpus, timeout=120), REAL)))
+        results = dict(zip(REAL, pool.map(lambda case: run_real(CASES[case][0], cwd=corpus, timeout=120, env=builtins_only_env()), REAL)))
     for case, outcome in results.items():
         assert_one_line_error(outcome, *CASES[case][1:])
         assert outcome.stderr == outcomes[case].stderr

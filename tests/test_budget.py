@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from framegru import budget
+from framegru import budget, hookimpl
 from framegru.config import load_config
 from framegru.runner import run_config
 from test_runner import components_for, config_path  # noqa: F401  (the drift reader's config)
@@ -45,11 +45,12 @@ def test_a_budgeted_run_fixes_its_steps_and_resumes_with_them(config_path, tmp_p
     resumed = load_config(path, ["train.time_budget_minutes=50"])
     notes = []
 
-    class Events:
-        def __getattr__(self, name):
-            return lambda *args, **kwargs: notes.append(args[0]) if name == "note" else None
+    class Notes:
+        @hookimpl
+        def framegru_run_note(self, message):
+            notes.append(message)
 
-    run_config(resumed, components_for(resumed), resume=True, events=Events())
+    run_config(resumed, components_for(resumed), resume=True, listeners=[Notes()])
     assert resumed.train.max_steps == written["max_steps"]
     assert any("nothing to train" in str(note) for note in notes)
 

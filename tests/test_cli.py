@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -44,30 +45,36 @@ def one_line_error(result, code):
     return lines[0]
 
 
-def readme_plugin_example() -> str:
-    """The plugin example in the README, which this test executes."""
+def readme_example(name: str = "my_plugin.py") -> str:
+    """The README's example file ``name`` (a code block starting ``# name``), which these tests execute."""
     text = README.read_text()
-    start = text.index("```python\n# my_plugin.py") + len("```python\n")
+    start = text.index(f"```python\n# {name}") + len("```python\n")
     return text[start : text.index("```", start)]
 
 
 def test_plugins_json_lists_a_users_plugin_beside_builtins(tmp_path):
     plugin = tmp_path / "my_plugin.py"
-    plugin.write_text(readme_plugin_example())
+    plugin.write_text(readme_example())
     result = framegru("plugins", "--json", "--plugin", plugin)
     assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(listing) == {"readers", "backbones", "heads"}
+    assert set(listing) == {"readers", "backbones", "heads", "listeners", "commands", "disabled"}
     readers = {r["name"]: r for r in listing["readers"]}
     assert readers["noise"]["plugin"] == str(plugin)
     assert readers["noise"]["doc"]
     assert readers["moving_mnist"]["plugin"] == "moving_mnist"
+    assert (readers["noise"]["package"], readers["moving_mnist"]["package"]) == (None, "framegru")
+    assert readers["noise"]["options"] == [{"name": "sequences", "type": "int", "default": 16, "required": False}]
+    assert readers["moving_mnist"]["version"]
+    assert {"progress", "metrics_log", "tensorboard"} <= {e["name"] for e in listing["listeners"]}
+    commands = {c["name"]: c for c in listing["commands"]}
+    assert {"plugins", "run", "eval", "predict", "bench"} <= set(commands) and commands["run"]["package"] == "framegru"
     assert {"identity", "conv", "resnet"} <= {b["name"] for b in listing["backbones"]}
 
 
 def test_readme_plugin_trains(tmp_path):
     plugin = tmp_path / "my_plugin.py"
-    plugin.write_text(readme_plugin_example())
+    plugin.write_text(readme_example())
     config = tmp_path / "noise.yaml"
     config.write_text(f"""
 plugins: [my_plugin.py]
@@ -78,6 +85,80 @@ run: {{dir: {tmp_path / 'run'}, pictures: 1}}
 """)
     assert main(["run", str(config)]) == 0
     assert (tmp_path / "run" / "last.safetensors").is_file()
+
+
+NOISE_RUN = """
+plugins: [my_plugin.py]
+data: {{reader: noise}}
+model: {{engine: {{hidden: 4}}, head: {{name: next_frame, width: 4}}}}
+train: {{max_steps: 20, batch_size: 2, eval_every: 10, eval_batches: 1, device: cpu}}
+run: {{dir: {run}, pictures: 0}}
+"""
+
+
+def test_readme_listener_logs_a_run(tmp_path, capfd, monkeypatch):
+    for name in ("my_plugin.py", "my_listener.py"):
+        (tmp_path / name).write_text(readme_example(name))
+    config = tmp_path / "noise.yaml"
+    config.write_text(NOISE_RUN.format(run=tmp_path / "run"))
+    result = run_in_process(capfd, "run", config, "--plugin", "my_listener.py", cwd=tmp_path, monkeypatch=monkeypatch)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in (tmp_path / "run" / "my_log.jsonl").read_text().splitlines()]
+    assert [(line["step"], sorted(line)) for line in lines] == [
+        (10, ["loss", "step"]), (10, ["eval", "step"]), (20, ["loss", "step"]), (20, ["eval", "step"])]
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["eval"] for line in lines[1::2]] == logged
+    assert lines[2]["loss"] == logged[1]["loss"]  # the step's loss, as the evaluation of that step records it
+
+
+def test_a_plugin_adds_a_command(tmp_path, capfd, monkeypatch, builtin_components):
+    (tmp_path / "my_command.py").write_text(readme_example("my_command.py"))
+    result = run_in_process(capfd, "count", "--plugin", "my_command.py", cwd=tmp_path, monkeypatch=monkeypatch)
+    assert result.returncode == 0, result.stderr
+    readers, backbones = len(builtin_components.readers.names()), len(builtin_components.backbones.names())
+    assert result.stdout.strip() == f"{readers} readers, {backbones} backbones"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--plugin", "my_command.py", "--help"])
+    assert exit_.value.code == 0 and "count the registered components" in capfd.readouterr().out
+    listing = run_in_process(capfd, "plugins", "--json", "--plugin", "my_command.py")
+    commands = {c["name"]: c for c in json.loads(listing.stdout.strip().splitlines()[-1])["commands"]}
+    assert commands["count"]["plugin"] == str(tmp_path / "my_command.py") and commands["count"]["package"] is None
+
+
+def test_a_command_added_twice_names_both_plugins(tmp_path, capfd):
+    plugin = tmp_path / "clash.py"
+    plugin.write_text(textwrap.dedent('''
+        from framegru import hookimpl
+
+        @hookimpl
+        def framegru_register_commands(subparsers):
+            subparsers.add_parser("run")
+    '''))
+    line = one_line_error(run_in_process(capfd, "plugins", "--plugin", plugin), 2)
+    assert line.startswith("framegru: error: command 'run' is added twice: by plugin 'commands' (package framegru ")
+    assert line.endswith(f"and by plugin '{plugin}' (rename one, or leave one plugin out)")
+
+
+def test_a_broken_installed_plugin_is_one_line_naming_the_switch(tmp_path, capfd, monkeypatch, builtins_only):
+    from test_plugin_manager import install_fake_package
+
+    install_fake_package(tmp_path / "site", "acme-broken", "0.1", {"acme_broken": "raise RuntimeError('boom')\n"},
+                         {"broken": "acme_broken"})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    line = one_line_error(run_in_process(capfd, "plugins"), 2)
+    assert "plugin 'broken' (package acme-broken 0.1) failed to import: RuntimeError: boom" in line
+    assert line.endswith("switch it off: FRAMEGRU_DISABLE_PLUGINS=acme-broken)")
+    monkeypatch.setenv("FRAMEGRU_DISABLE_PLUGINS", "acme-broken")
+    result = run_in_process(capfd, "plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["disabled"] == ["acme-broken"]
+
+
+def test_plugins_table_shows_packages_and_options():
+    result = framegru("plugins")  # 200 columns wide
+    assert result.returncode == 0, result.stderr
+    for shown in ("package", "options", "0.1.0", "patch", "listeners", "tensorboard", "commands"):  # cells may wrap
+        assert shown in result.stdout, shown
 
 
 def test_typo_in_override_exits_2_with_suggestion():
@@ -98,7 +179,7 @@ def test_user_errors_are_one_line(args, code, needle, capfd, monkeypatch):
     assert needle in line
 
 
-def test_unknown_component_in_config(tmp_path, capfd):
+def test_unknown_component_in_config(tmp_path, capfd, builtins_only):
     config = tmp_path / "c.yaml"
     config.write_text("data: {reader: moving_mnist}\nmodel: {backbone: resnt, head: next_frame}\n")
     line = one_line_error(run_in_process(capfd, "run", config), 2)

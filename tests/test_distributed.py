@@ -149,6 +149,7 @@ def test_two_processes_with_resume_match_one_process(write_config, tmp_path):
         # Only the order of float additions differs (per-rank means, then the gradient all-reduce).
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
     assert (tmp_path / "two" / "predictions.png").is_file()
+    assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 2  # TensorBoard: rank 0, once per launch
 
     expected, got = metrics_lines(tmp_path / "one"), metrics_lines(tmp_path / "two")
     assert [m["step"] for m in got] == [m["step"] for m in expected] == [2, 4]

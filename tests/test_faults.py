@@ -125,7 +125,7 @@ def test_resume_logs_each_evaluation_once(tmp_path):
     config = validate(drift_config(tmp_path / "run", max_steps=10, eval_every=2, checkpoint_every=4), "drift")
     components = load_components(config.plugins)
     with pytest.raises(KeyboardInterrupt):
-        run_config(config, components, events=KillAt(7))  # evaluated at 2, 4, 6; last checkpoint at 4
+        run_config(config, components, listeners=[KillAt(7)])  # evaluated at 2, 4, 6; last checkpoint at 4
     run_config(config, components, resume=True)
     steps = [yaml.safe_load(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6, 8, 10]

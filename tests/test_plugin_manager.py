@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -88,9 +89,9 @@ def test_duplicate_of_builtin_is_an_error(tmp_path):
         load_components([str(path)])
 
 
-def test_unknown_name_suggests_and_lists(components):
+def test_unknown_name_suggests_and_lists(builtin_components):
     with pytest.raises(UsageError) as err:
-        components.backbones.get("resnt")
+        builtin_components.backbones.get("resnt")
     assert str(err.value) == "unknown backbone 'resnt' — did you mean 'resnet'? (available: conv, encoder, identity, resnet, vgg)"
 
 
@@ -136,3 +137,107 @@ def test_functions_without_hookimpl_are_ignored(tmp_path):
     path = tmp_path / "plain.py"
     path.write_text("def framegru_register_readers(register):\n    register('plain', dict)\n")
     assert "plain" not in load_components([str(path)]).readers
+
+
+def test_misspelled_hook_argument_is_one_clear_error(tmp_path):
+    path = tmp_path / "argtypo.py"
+    path.write_text(textwrap.dedent('''
+        from framegru import hookimpl
+        @hookimpl
+        def framegru_register_readers(registr):
+            pass
+    '''))
+    with pytest.raises(UsageError, match=r"argtypo.py'.*Argument\(s\) \{'registr'\} are declared in the hookimpl"):
+        load_components([str(path)])
+
+
+# -- identity: packages, versions, FRAMEGRU_DISABLE_PLUGINS --------------------------------------
+def install_fake_package(site, package: str, version: str, modules: dict[str, str], entry_points: dict[str, str]):
+    """A distribution as pip leaves it (modules and a ``.dist-info`` with its entry points) in ``site``."""
+    site.mkdir(exist_ok=True)
+    for name, source in modules.items():
+        (site / f"{name}.py").write_text(textwrap.dedent(source))
+    info = site / f"{package.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text("[framegru]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
+
+
+ACME_CONV = '''
+    from framegru import hookimpl
+
+    def acme_conv(*, in_channels, depth: int = 3):
+        """Acme's own convolutions."""
+
+    @hookimpl
+    def framegru_register_backbones(register):
+        register("{name}", acme_conv)
+'''
+
+
+def test_components_record_their_package_and_version(builtin_components, noise_plugin):
+    entry = builtin_components.backbones.get("conv")
+    assert (entry.plugin, entry.package) == ("conv", "framegru") and entry.version
+    assert entry.origin() == f"plugin 'conv' (package framegru {entry.version})"
+    assert [o["name"] for o in entry.option_table(("in_channels",))] == ["channels", "downsample"]
+    found = load_components([str(noise_plugin)]).readers.get("noise")
+    assert (found.plugin, found.package, found.version) == (str(noise_plugin), None, None)
+
+
+def test_an_entry_point_name_shared_by_two_packages_keeps_both(tmp_path, monkeypatch, builtins_only):
+    install_fake_package(tmp_path / "site", "acme-framegru", "1.2.0",
+                         {"acme_own": ACME_CONV.format(name="acme_conv")},  # (each test its own module name:
+                         {"conv": "acme_own"})  # sys.modules keeps them) and the built-in entry point's name
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    found = load_components()
+    assert found.backbones.get("conv").package == "framegru"  # not silently replaced
+    acme = found.backbones.get("acme_conv")
+    assert (acme.plugin, acme.package, acme.version) == ("conv", "acme-framegru", "1.2.0")
+
+
+def test_one_component_name_from_two_packages_names_both(tmp_path, monkeypatch, builtins_only):
+    install_fake_package(tmp_path / "site", "acme-framegru", "1.2.0", {"acme_clash": ACME_CONV.format(name="conv")},
+                         {"conv": "acme_clash"})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(UsageError, match=r"backbone 'conv' is registered twice: by plugin 'conv' \(package framegru "
+                                         r".*\) and by plugin 'conv' \(package acme-framegru 1.2.0\)"):
+        load_components()
+
+
+def test_a_broken_installed_plugin_names_the_switch_that_turns_it_off(tmp_path, monkeypatch, builtins_only):
+    install_fake_package(tmp_path / "site", "acme-broken", "0.1", {"acme_broken": "import no_such_dependency_xyz\n"},
+                         {"broken": "acme_broken"})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(UsageError, match=r"plugin 'broken' \(package acme-broken 0.1\) failed to import: "
+                                         r"ModuleNotFoundError.*switch it off: FRAMEGRU_DISABLE_PLUGINS=acme-broken\)"):
+        load_components()
+    monkeypatch.setenv("FRAMEGRU_DISABLE_PLUGINS", "Acme_Broken")  # names compare as pip compares them
+    host = PluginHost()
+    host.load_entry_points()
+    assert host.disabled == ["acme-broken"]
+    assert "conv" in host.components().backbones
+
+
+def test_framegru_itself_cannot_be_switched_off(monkeypatch):
+    monkeypatch.setenv("FRAMEGRU_DISABLE_PLUGINS", "framegru")
+    with pytest.raises(UsageError, match="FRAMEGRU_DISABLE_PLUGINS names framegru itself"):
+        load_components()
+
+
+def test_builtin_listings_ignore_an_installed_third_party_plugin(tmp_path):
+    """The suite's exact lists hold with a third-party plugin installed: run them with one on the path."""
+    import os
+    import subprocess
+
+    site = tmp_path / "site"
+    install_fake_package(site, "acme-framegru", "1.2.0", {"acme_conv": ACME_CONV.format(name="aaa_conv")},
+                         {"acme": "acme_conv"})
+    tests = Path(__file__).parent
+    selected = [f"{tests / 'test_plugin_manager.py'}::test_unknown_name_suggests_and_lists",
+                f"{tests / 'test_cli.py'}::test_unknown_component_in_config"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    env.pop("FRAMEGRU_DISABLE_PLUGINS", None)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selected], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "2 passed" in done.stdout

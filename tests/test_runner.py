@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from framegru import checkpoint, run_dir
 from framegru.config import load_config
 from framegru.errors import DataError, UsageError
-from framegru.events import RunEvents
+from framegru import hookimpl
 from framegru.runner import batch_order, learning_rate, run_config
 
 NOISE = '''
@@ -119,13 +119,14 @@ def test_run_writes_outputs_and_learns(config_path, tmp_path):
     assert checkpoint.load(run / "last.safetensors").train_state  # resume state travels with 'last'
 
 
-class KillAt(RunEvents):
-    """Stops a run abruptly after ``step`` steps, as a kill would."""
+class KillAt:
+    """A listener that stops a run abruptly after ``step`` steps, as a kill would."""
 
     def __init__(self, step: int):
         self.at = step
 
-    def step(self, step, loss, lr, batch_size):
+    @hookimpl
+    def framegru_run_step(self, step):
         if step > self.at:
             raise KeyboardInterrupt
 
@@ -136,7 +137,7 @@ def test_resume_equals_uninterrupted(config_path, tmp_path):
     split = load_config(config_path, [f"run.dir={tmp_path / 'split'}", "train.scheduled_sampling=0.5",
                                       "train.checkpoint_every=4"])
     with pytest.raises(KeyboardInterrupt):
-        run_config(split, components_for(split), events=KillAt(9))  # dies during step 10
+        run_config(split, components_for(split), listeners=[KillAt(9)])  # dies during step 10
     assert checkpoint.load(tmp_path / "split" / "last.safetensors").step == 8
     run_config(split, components_for(split), resume=True)
     a = load_file(str(tmp_path / "whole" / "last.safetensors"))
@@ -198,11 +199,11 @@ def test_init_refuses_weights_that_do_not_fit(config_path, tmp_path):
 def test_a_log_file_gets_plain_progress_lines(config_path):
     from rich.console import Console
 
-    from framegru.progress import RichEvents
+    from framegru_plugins.listeners.progress import ProgressDisplay
 
     log = io.StringIO()  # not a terminal: a live bar would draw nothing there until the end
     config = load_config(config_path, ["train.max_steps=10", "train.eval_every=10"])
-    run_config(config, components_for(config), events=RichEvents(Console(file=log, width=200), log_every_s=0))
+    run_config(config, components_for(config), listeners=[ProgressDisplay(Console(file=log, width=200), log_every_s=0)])
     text = log.getvalue()
     lines = [line for line in text.splitlines() if line.startswith("step ")]
     assert [line.split()[1] for line in lines] == [f"{i}/10" for i in range(1, 11)]
@@ -216,14 +217,15 @@ def test_a_log_file_gets_plain_progress_lines(config_path):
 def test_cpu_bf16_on_a_cpu_without_bf16_says_so(config_path, monkeypatch):
     notes = []
 
-    class Notes(RunEvents):
-        def note(self, message):
+    class Notes:
+        @hookimpl
+        def framegru_run_note(self, message):
             notes.append(message)
 
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
     config = load_config(config_path, ["train.max_steps=1", "train.cpu_bf16=true"])
-    run_config(config, components_for(config), events=Notes())
+    run_config(config, components_for(config), listeners=[Notes()])
     assert any("set train.cpu_bf16=false" in note for note in notes)
 
 
@@ -329,13 +331,14 @@ def test_learning_rate_schedule(config_path):
     assert not any(math.isnan(x) for x in lrs)
 
 
-class SignalAt(RunEvents):
-    """Sends this process ``signum`` when step ``step`` reports, as Ctrl-C or ``kill`` would mid-run."""
+class SignalAt:
+    """A listener that sends this process ``signum`` when step ``step`` reports, as Ctrl-C or ``kill`` would."""
 
     def __init__(self, step: int, signum: int):
         self.at, self.signum = step, signum
 
-    def step(self, step, loss, lr, batch_size):
+    @hookimpl
+    def framegru_run_step(self, step):
         if step == self.at:
             os.kill(os.getpid(), self.signum)
 
@@ -356,7 +359,7 @@ def test_a_signal_saves_last_says_where_and_resumes_exactly(config_path, tmp_pat
     run_config(whole, components_for(whole))
     split = load_config(config_path, [f"run.dir={tmp_path / 'split'}"])
     with pytest.raises(KeyboardInterrupt) as stopped:  # the signal comes between steps 5 and 6: 6 is finished
-        run_config(split, components_for(split), events=SignalAt(5, getattr(signal, signame)))
+        run_config(split, components_for(split), listeners=[SignalAt(5, getattr(signal, signame))])
     last = tmp_path / "split" / "last.safetensors"
     assert str(stopped.value) == f"{signame} at step 6; {last} (step 6) is kept: continue with --resume"
     assert checkpoint.load(last).step == 6 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -370,7 +373,7 @@ def test_wall_clock_checkpoints_resume_exactly(config_path, tmp_path):
     # A tiny interval: 'last' is saved after every step, between the evaluations (every 4 steps) too.
     split = load_config(config_path, [f"run.dir={tmp_path / 'split'}", "train.checkpoint_minutes=1e-9"])
     with pytest.raises(KeyboardInterrupt):
-        run_config(split, components_for(split), events=KillAt(7))  # dies abruptly during step 8
+        run_config(split, components_for(split), listeners=[KillAt(7)])  # dies abruptly during step 8
     assert checkpoint.load(tmp_path / "split" / "last.safetensors").step == 7
     assert metric_steps(tmp_path / "split") == [4]
     run_config(split, components_for(split), resume=True)
@@ -380,7 +383,7 @@ def test_wall_clock_checkpoints_resume_exactly(config_path, tmp_path):
 def test_an_interrupt_before_any_checkpoint_says_nothing_was_kept(config_path, tmp_path):
     config = load_config(config_path, [f"run.dir={tmp_path / 'early'}", "train.checkpoint_minutes=0"])
     with pytest.raises(KeyboardInterrupt, match="stopped at once; no checkpoint was written, so nothing can be resumed"):
-        run_config(config, components_for(config), events=KillAt(2))
+        run_config(config, components_for(config), listeners=[KillAt(2)])
 
 
 def test_the_resolved_config_says_which_device_section_it_applied(config_path, tmp_path):

@@ -109,7 +109,7 @@ def test_a_run_killed_at_any_step_resumes_to_the_same_weights(task, data, data_r
         config = validate(task_config(task, Path(folder) / "run", still_tree, eval_every=eval_every,
                                       checkpoint_every=every), task)
         with pytest.raises(KeyboardInterrupt):
-            run_config(config, components, events=KillAt(killed_in - 1))
+            run_config(config, components, listeners=[KillAt(killed_in - 1)])
         assert checkpoint.load(Path(folder) / "run" / "last.safetensors").step == (killed_in - 1) // every * every
         run_config(config, components, resume=True)
         resumed = weights_of(Path(folder) / "run")

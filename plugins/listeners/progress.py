@@ -1,5 +1,6 @@
-"""The terminal UI of a run: what it will run, a rich progress bar with loss, speed and ETA, a line per
-evaluation, and the same figures as a plain line every minute where stderr is not a terminal."""
+"""The terminal UI of a run, a built-in listener: what it will run, a rich progress bar with loss, speed
+and ETA, a line per evaluation, the run's notes, and the same figures as a plain line every minute
+where stderr is not a terminal."""
 
 from __future__ import annotations
 
@@ -10,17 +11,14 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .eta import Pace, about, clock
-from .events import RunEvents
-
-
-def format_metrics(metrics: dict[str, Any]) -> str:
-    return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+from framegru import distributed, hookimpl
+from framegru.eta import Pace, about, clock
+from framegru.metrics import format_metrics
 
 
 def device_summary(runner: Any) -> str:
     """``cpu (AVX-512 BF16/AMX: yes; training in fp32)``: the device and the precision training runs in."""
-    from .runner import cpu_has_native_bf16
+    from framegru.runner import cpu_has_native_bf16  # at first use: listing plugins need not import the runner
 
     train = runner.config.train
     if runner.device.type == "cpu":
@@ -32,8 +30,6 @@ def device_summary(runner: Any) -> str:
 
 def eval_batch_count(runner: Any) -> int:
     """Batches per evaluation on this rank's share: the validation set's, capped by ``train.eval_batches``."""
-    from . import distributed
-
     train = runner.config.train
     batches = math.ceil(len(runner.val_set) / (train.batch_size * distributed.world_size()))
     return min(batches, train.eval_batches) if train.eval_batches else batches
@@ -54,8 +50,6 @@ def data_summary(runner: Any) -> str:
 def plan(runner: Any, start_step: int) -> list[str]:
     """What a run will do, in a few lines: the model, the device, the steps and the outputs."""
     cfg, train = runner.config, runner.config.train
-    from . import distributed
-
     section = f"; per_device.{cfg.device_section} applied" if cfg.device_section else ""
     params = sum(p.numel() for p in runner.model.parameters())
     minutes = f"every {train.checkpoint_minutes:g} min and " if train.checkpoint_minutes else ""
@@ -70,7 +64,7 @@ def plan(runner: Any, start_step: int) -> list[str]:
     ]
 
 
-class RichEvents(RunEvents):
+class ProgressDisplay:
     """Shows a run on the terminal (stderr, so stdout stays clean for ``--json``).
 
     Where stderr is not a terminal (``nohup``, a cluster's log file) a live bar draws nothing until the
@@ -83,7 +77,9 @@ class RichEvents(RunEvents):
         self.log_every_s = log_every_s
         self.clock = time.perf_counter
 
-    def start(self, runner: Any, start_step: int) -> None:
+    @hookimpl
+    def framegru_run_start(self, run: Any, step: int) -> None:
+        runner, start_step = run, step
         cfg = runner.config
         for line in plan(runner, start_step):
             self.console.print(line, highlight=False)
@@ -109,7 +105,8 @@ class RichEvents(RunEvents):
         remaining = self.pace.remaining(step)
         return "ETA measuring…" if remaining is None else f"ETA {clock(remaining)}"
 
-    def step(self, step: int, loss: float, lr: float, batch_size: int) -> None:
+    @hookimpl
+    def framegru_run_step(self, step: int, loss: float, lr: float, batch_size: int) -> None:
         now = self.clock()
         self._samples += batch_size
         self._steps += 1
@@ -132,13 +129,26 @@ class RichEvents(RunEvents):
                                f"{self._samples / elapsed:.1f} samples/s  {elapsed / self._steps:.2f} s/step  "
                                f"{eta}", highlight=False)
 
-    def evaluated(self, step: int, metrics: dict[str, Any]) -> None:
+    @hookimpl
+    def framegru_run_evaluated(self, step: int, metrics: dict[str, Any]) -> None:
         self.pace.evaluated(self.clock() - self._last_step_time)
         self.console.print(f"[cyan]eval @ {step}[/cyan]  {format_metrics(metrics)}")
 
-    def note(self, message: str) -> None:
+    @hookimpl
+    def framegru_run_note(self, message: str) -> None:
         self.console.print(message, highlight=False)
 
-    def finish(self) -> None:
+    @hookimpl
+    def framegru_run_finish(self) -> None:
         if self.progress:
             self.progress.stop()
+
+
+def progress(*, run: Any) -> ProgressDisplay:
+    """The run on the terminal: its plan, a progress bar with loss, speed and ETA, evaluations and notes."""
+    return ProgressDisplay(Console(stderr=True, soft_wrap=True))
+
+
+@hookimpl
+def framegru_register_listeners(register):
+    register("progress", progress)

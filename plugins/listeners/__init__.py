@@ -1,0 +1,1 @@
+"""framegru's built-in run listeners: the terminal UI, ``metrics.jsonl`` and TensorBoard."""
