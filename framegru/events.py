@@ -14,6 +14,7 @@ from typing import Any
 import pluggy
 
 from .errors import FramegruError, UsageError
+from .plugin_manager import BUILTIN_PACKAGE
 
 
 class RunEvents:
@@ -32,7 +33,7 @@ class RunEvents:
         self.run = run
         self.extra = list(listeners)
         self.enabled = enabled and self.pm is not None
-        self._who: dict[int, str] = {}  # id(listener) -> how an error names it
+        self._who: dict[int, tuple[str, bool]] = {}  # id(listener) -> (how errors name it, framegru's own?)
         self._listening: list[object] = []
         self._started = False
 
@@ -44,11 +45,11 @@ class RunEvents:
         for entry in self.components.listeners.entries():
             listener = self.components.listeners.build(entry.name, {}, key="listener", run=self.run)
             if listener is not None:
-                self._listen(listener, f"listener '{entry.name}' of {entry.origin()}")
+                self._listen(listener, f"listener '{entry.name}' of {entry.origin()}", entry.package == BUILTIN_PACKAGE)
         for listener in self.extra:
-            self._listen(listener, f"listener {type(listener).__name__}")
+            self._listen(listener, f"listener {type(listener).__name__}", False)
 
-    def _listen(self, listener: object, who: str) -> None:
+    def _listen(self, listener: object, who: str, own: bool) -> None:
         assert self.pm is not None
         try:
             self.pm.register(listener)
@@ -59,7 +60,7 @@ class RunEvents:
             self.pm.check_pending()  # a misspelled hook name
         except pluggy.PluginValidationError as exc:
             raise UsageError(f"{who} cannot listen: {exc}") from exc
-        self._who[id(listener)] = who
+        self._who[id(listener)] = (who, own)
 
     def close(self) -> None:
         """Unregister this run's listeners: the plugin manager outlives the run (a notebook runs again)."""
@@ -95,21 +96,22 @@ class RunEvents:
     def _call(self, hook: str, every: bool = False, quiet: bool = False, **kwargs: Any) -> None:
         """Each implementation in pluggy's order (last registered first), so that an exception names
         its plugin. An interrupt (``KeyboardInterrupt``) and framegru's own errors pass unchanged; an
-        ``OSError`` too, so that the runner names ``run.dir`` when a listener cannot write there.
+        ``OSError`` of framegru's own listeners too, so that the runner names ``run.dir`` when one cannot write
+        there; a plugin's ``OSError`` (a tracking server gone) is the plugin's, and named so.
         ``every``: call the others before raising the first failure; ``quiet``: raise none."""
         if not self.enabled:
             return
         assert self.pm is not None
         first: Exception | None = None
         for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
-            who = self._who.get(id(impl.plugin)) or self._origin(impl.plugin_name)
+            who, own = self._who.get(id(impl.plugin)) or self._origin(impl.plugin_name)
             if impl.wrapper or impl.hookwrapper:
                 raise UsageError(f"{who}: {hook} is a run event, which takes no wrapper implementations")
             try:
                 impl.function(*[kwargs[name] for name in impl.argnames])
             except Exception as exc:
                 failure = exc
-                if not isinstance(exc, (FramegruError, OSError)):
+                if not isinstance(exc, FramegruError) and not (own and isinstance(exc, OSError)):
                     failure = UsageError(f"{who} failed in {hook}: {type(exc).__name__}: {exc}")
                     failure.__cause__ = exc
                 if not every and not quiet:
@@ -118,6 +120,9 @@ class RunEvents:
         if first is not None and not quiet:
             raise first
 
-    def _origin(self, plugin_name: str) -> str:
+    def _origin(self, plugin_name: str) -> tuple[str, bool]:
+        """A module-level hookimpl's plugin, as errors name it, and whether it is framegru's own."""
         origin = self.components.origins.get(plugin_name)
-        return str(origin) if origin is not None else f"plugin '{plugin_name}'"
+        if origin is None:
+            return f"plugin '{plugin_name}'", False
+        return str(origin), origin.package == BUILTIN_PACKAGE

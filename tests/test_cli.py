@@ -111,6 +111,34 @@ def test_readme_listener_logs_a_run(tmp_path, capfd, monkeypatch):
     assert lines[2]["loss"] == logged[1]["loss"]  # the step's loss, as the evaluation of that step records it
 
 
+def test_a_failing_listener_is_one_line_naming_its_plugin(tmp_path, capfd, monkeypatch):
+    (tmp_path / "my_plugin.py").write_text(readme_example())
+    (tmp_path / "flaky.py").write_text(textwrap.dedent('''
+        from framegru import hookimpl
+
+        class Flaky:
+            def __init__(self, *, run):
+                pass
+
+            @hookimpl
+            def framegru_run_step(self, step):
+                if step == 3:
+                    raise ConnectionError("the tracking server went away")
+
+        @hookimpl
+        def framegru_register_listeners(register):
+            register("flaky", Flaky)
+    '''))
+    config = tmp_path / "noise.yaml"
+    config.write_text(NOISE_RUN.format(run=tmp_path / "run"))
+    result = run_in_process(capfd, "run", config, "--plugin", "flaky.py", cwd=tmp_path, monkeypatch=monkeypatch)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    # An OSError of a plugin's is the plugin's, not a write to run.dir that failed.
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"framegru: error: listener 'flaky' of plugin '{tmp_path / 'flaky.py'}' failed in framegru_run_step: "
+        "ConnectionError: the tracking server went away")
+
+
 def test_a_plugin_adds_a_command(tmp_path, capfd, monkeypatch, builtin_components):
     (tmp_path / "my_command.py").write_text(readme_example("my_command.py"))
     result = run_in_process(capfd, "count", "--plugin", "my_command.py", cwd=tmp_path, monkeypatch=monkeypatch)
