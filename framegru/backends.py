@@ -122,7 +122,7 @@ def with_backend(model: FrameModel, backend: str | None, threads: int) -> FrameM
     name = backend or fastest(model.device)
     if name == "torch":
         return model
-    if model.task == "classify" and not model.info.still:
+    if not model.task.next_frames and not model.info.still:
         if backend is None:
             return model
         raise UsageError("--backend onnxruntime runs next-frame models and still classifiers; "

@@ -19,7 +19,7 @@ import torch
 
 from . import distributed
 from .config import Config
-from .tasks import evaluate, training_loss
+from .tasks import evaluate
 
 TIMED_STEPS = 3  # after one warm-up step, whose one-off costs (kernel selection, allocations) are not typical
 MARGIN = 0.95  # steady state is rarely faster than the first timed steps; leave room for pictures and saves
@@ -74,8 +74,7 @@ def measure(runner) -> tuple[float, float]:
             tic = time.perf_counter()
             batch = _batch(runner.train_set, range(i * size, (i + 1) * size), runner.device)
             with runner.train_autocast():
-                loss = training_loss(model, model.task, batch, teacher=0.5,
-                                     label_smoothing=config.train.label_smoothing)
+                loss = model.task.training_loss(model, batch, step=0)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

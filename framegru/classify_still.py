@@ -48,8 +48,8 @@ def load_classifier(args: argparse.Namespace, checkpoint_path: Path, device: tor
             raise UsageError(f"{exc}; {checkpoint_path} was trained with plugins {', '.join(map(str, named))}: "
                              "if you trust them, pass them with --plugin") from exc
         raise
-    if model.task != "classify" or not model.info.still or not model.info.classes:
-        kind = "next-frame" if model.task == "predict" else "video"
+    if not model.task.class_scores or not model.info.still or not model.info.classes:
+        kind = f"'{model.task.name}'" + (" video" if not model.info.still else "")
         raise UsageError(f"{checkpoint_path} is a {kind} model, not a still-image classifier; "
                          "pass --checkpoint with one trained on images")
     return model
@@ -58,7 +58,7 @@ def load_classifier(args: argparse.Namespace, checkpoint_path: Path, device: tor
 @torch.no_grad()
 def top_classes(model: FrameModel | OnnxModel, images: list[torch.Tensor], k: int) -> list[list[tuple[str, float]]]:
     """The ``k`` most probable classes of each image ``[C, H, W]``, best first."""
-    probs = model.classify({"image": torch.stack(images).to(model.device)}).float().softmax(dim=1)
+    probs = model.sequence_output({"image": torch.stack(images).to(model.device)}).float().softmax(dim=1)
     values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
     classes = model.info.classes
     return [[(classes[i], round(float(p), 6)) for p, i in zip(row_p.tolist(), row_i.tolist())]

@@ -122,7 +122,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if args.json:
         print_json(listing)
         return 0
-    for kind in ("readers", "backbones", "heads", "listeners"):
+    for kind in ("readers", "backbones", "heads", "tasks", "listeners"):
         table = Table(title=kind, title_justify="left")
         for col in ("name", "plugin", "package", "options", "description"):
             table.add_column(col)

@@ -267,7 +267,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], switched: list | 
 
 # The keywords framegru itself passes to each kind of component (hookspecs.py): not the config's to set.
 FIXED_KEYWORDS = {"reader": ("root", "split"), "backbone": ("in_channels",), "head": ("in_channels", "info", "stride"),
-                  "listener": ("run",)}
+                  "task": ("config", "info"), "listener": ("run",)}
 
 
 def fit_components(config: Config, components: Any) -> list[str]:

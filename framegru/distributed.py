@@ -148,14 +148,13 @@ def all_ok(ok: bool) -> bool:
     return bool(flag.item())
 
 
-def reduce_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """Average metrics over ranks, weighted by each rank's count (``sequences`` or ``images``).
+def reduce_metrics(metrics: dict[str, float], count_key: str) -> dict[str, float]:
+    """Average metrics over ranks, weighted by each rank's count (the task's ``count_metric``).
 
     A rank that evaluated nothing (count 0) adds nothing; the count comes back as the total.
     """
     if not dist.is_initialized():
         return metrics
-    count_key = "sequences" if "sequences" in metrics else "images"
     keys = sorted(k for k in metrics if k != count_key)
     n = float(metrics.get(count_key, 1))
     values = torch.tensor([metrics[k] * n for k in keys] + [n], dtype=torch.float64, device=_collective_device())

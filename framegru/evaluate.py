@@ -65,7 +65,7 @@ def evaluate_checkpoint(config: Config, components: Components, checkpoint: str 
     if (info.channels, info.height, info.width) != (expected.channels, expected.height, expected.width):
         raise DataError(f"the data is {info.channels}x{info.height}x{info.width} (CxHxW) but the checkpoint "
                         f"expects {expected.channels}x{expected.height}x{expected.width}")
-    if model.task == "classify" and info.classes and len(info.classes) != len(expected.classes or []):
+    if expected.classes and info.classes and len(info.classes) != len(expected.classes):
         raise DataError(f"the data has {len(info.classes)} classes, the checkpoint {len(expected.classes or [])}")
     if len(dataset) == 0:
         raise DataError("nothing to evaluate: the data set is empty")

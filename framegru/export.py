@@ -52,8 +52,8 @@ class StreamingStep(nn.Module):
     def forward(self, frame: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
         features, skips = self.model.features(frame)  # skip maps: a U-Net backbone's finer maps, for the head
         y, new_state = self.model.engine.step(features, list(state))
-        out = self.model.decode(y[:, None], [s[:, None] for s in skips])  # predict: [B, 1, C, H, W]; classify: [B, K]
-        return (out[:, 0] if self.model.task == "predict" else out, *new_state)
+        out = self.model.decode(y[:, None], [s[:, None] for s in skips])  # a frame: [B, 1, C, H, W]; logits: [B, K]
+        return (out[:, 0] if self.model.task.next_frames else out, *new_state)
 
 
 class StillClassifier(nn.Module):
@@ -64,7 +64,7 @@ class StillClassifier(nn.Module):
         self.model = model
 
     def forward(self, image: Tensor) -> Tensor:
-        return self.model.classify({"image": image})
+        return self.model.sequence_output({"image": image})
 
 
 def default_kind(model: FrameModel) -> str:
@@ -76,9 +76,9 @@ def check_kind(model: FrameModel, kind: str) -> None:
     """Refuse, in one line, a graph this model does not have."""
     if kind not in KINDS:
         raise UsageError(f"--what {kind}: choose one of {', '.join(KINDS)}")
-    if kind == "still" and not (model.info.still and model.task == "classify"):
+    if kind == "still" and not (model.info.still and model.task.class_scores):
         raise UsageError("--what still needs a still-image classifier; this checkpoint is a "
-                         f"{'video classifier' if model.task == 'classify' else 'next-frame model'}: use --what step")
+                         f"'{model.task.name}' model of videos: use --what step")
     if kind == "step" and model.info.still:
         raise UsageError("--what step needs a video model; this checkpoint classifies still images: use --what still")
     if kind == "step" and model.engine.bidirectional:
@@ -109,7 +109,7 @@ def graph(model: FrameModel, kind: str, batch: int = 2) -> tuple[nn.Module, tupl
     layers = len(model.engine.hidden_channels)
     # Random states, not zeros: a tracer must not be able to fold the hidden convolutions away.
     states = tuple(torch.rand(batch, *shape, device=device) for shape in state_shapes(model))
-    output = "next_frame" if model.task == "predict" else "logits"
+    output = model.task.output_name
     return (StreamingStep(model), (frame, *states), ["frame", *[f"state_{i}" for i in range(layers)]],
             [output, *[f"state_out_{i}" for i in range(layers)]])
 
@@ -121,7 +121,7 @@ def metadata(model: FrameModel, kind: str) -> dict[str, str]:
     return {
         "framegru_version": __version__,
         "framegru_kind": kind,
-        "task": model.task,
+        "task": model.task.name,
         "channels": str(info.channels),
         "height": str(info.height),
         "width": str(info.width),
@@ -237,7 +237,7 @@ def _summary(model: FrameModel, kind: str) -> str:
     if kind == "still":
         return f"still: image {frame} -> logits [B, {len(info.classes or [])}]"
     layers = len(model.engine.hidden_channels)
-    output = "next_frame" if model.task == "predict" else "logits"
+    output = model.task.output_name
     return f"step: frame {frame} + {layers} states -> {output} + {layers} states"
 
 

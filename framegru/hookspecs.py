@@ -31,11 +31,17 @@ Factories are called with keyword arguments only:
   ``[N, skip_channels[i], H_i, W_i]``, finest first. Frame by frame (``predict``, ``webcam``) the
   head gets the skip maps of the frame the ConvGRU has just read.
 * head: ``factory(*, in_channels: int, info: DataInfo, stride: int, **options) -> nn.Module`` with a
-  ``task`` attribute: ``"classify"`` (``[B, T, C, h, w] -> logits [B, K]``) or ``"predict"``
-  (``[B, T, C, h, w] -> next frames [B, T, C_img, H, W]`` in ``[0, 1]``). Behind a backbone with
+  ``task`` attribute naming the registered task it serves: ``"classify"`` (``[B, T, C, h, w] -> logits
+  [B, K]``), ``"predict"`` (``[B, T, C, h, w] -> next frames [B, T, C_img, H, W]`` in ``[0, 1]``) or a
+  plugin's. Behind a backbone with
   ``skip_channels`` the factory also gets ``skip_channels=`` and the head is called as
   ``head(x, skips)`` with each skip map ``[B, T, C_i, H_i, W_i]``; a head without that argument is
   refused with such a backbone, in one line.
+* task: ``factory(*, config, info) -> Task``, a :class:`framegru.tasks.Task` (subclass it): how the
+  model runs on a batch in training and evaluation, the loss, the metrics, the metric that picks
+  ``best``, what it needs from a reader (``DataInfo`` fields, item keys), its pictures, and whether
+  ``predict``/``webcam``/``classify-still`` apply (``next_frames``, ``class_scores``). The core calls
+  tasks through that interface alone; ``predict`` and ``classify`` are plugins (``plugins/tasks/``).
 * listener: ``factory(*, run) -> object | None``, called when a run begins on rank 0, before its data
   and model are built (``run.config`` and ``run.dir`` are set; create files in
   ``framegru_run_start``, not here, so that a run that fails while building leaves nothing behind).
@@ -81,6 +87,15 @@ def framegru_register_heads(register: Register) -> None:
     """Register heads: ``register("classify", ClassifyHead)``.
 
     A head turns the ConvGRU's output sequence into the task's output and declares its ``task``.
+    """
+
+
+@hookspec
+def framegru_register_tasks(register: Register) -> None:
+    """Register tasks: ``register("regress", Regression)``.
+
+    A task (a :class:`framegru.tasks.Task`) owns the loss, the metrics and the choice of ``best`` of the
+    models whose head names it; framegru's own ``predict`` and ``classify`` are registered here too.
     """
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from . import contracts
 from .config import Config
 from .data import MAX_FRAME_PIXELS, DataInfo
 from .engine import ConvGRU, State, is_one_kernel, still_to_rows
 from .errors import DataError, UsageError
 from .plugin_manager import Components
-
-TASKS = ("classify", "predict")
+from .tasks import Task
 
 
 class FrameModel(nn.Module):
@@ -22,32 +22,30 @@ class FrameModel(nn.Module):
     Args:
         backbone: ``[N, C, H, W] -> [N, C', h, w]`` with ``out_channels`` and ``stride``.
         engine: the ConvGRU over the backbone's features.
-        head: turns the ConvGRU output ``[B, T, C'', h, w]`` into the task's output; has ``task``.
+        head: turns the ConvGRU output ``[B, T, C'', h, w]`` into the task's output.
+        task: the :class:`~framegru.tasks.Task` the head serves: how a batch is run, scored and drawn.
         info: what the reader produces.
         flip_tta: in evaluation, classify a still as the mean logits of it and its mirror image.
     """
 
-    def __init__(self, backbone: nn.Module, engine: ConvGRU, head: nn.Module, info: DataInfo, flip_tta: bool = False):
+    def __init__(self, backbone: nn.Module, engine: ConvGRU, head: nn.Module, task: Task, info: DataInfo,
+                 flip_tta: bool = False):
         super().__init__()
-        self.backbone, self.engine, self.head, self.info = backbone, engine, head, info
+        self.backbone, self.engine, self.head, self.task, self.info = backbone, engine, head, task, info
         self.flip_tta = flip_tta
         # U-Net style: a backbone that declares ``skip_channels`` also returns finer feature maps of each
         # frame, which the head uses to draw the next frame sharply at full resolution.
         self.skips = bool(getattr(backbone, "skip_channels", ()))
-        self.task: str = head.task
-        if self.task not in TASKS:
-            raise UsageError(f"head declares task '{self.task}'; framegru knows {', '.join(TASKS)}")
 
     @property
     def device(self) -> torch.device:
         """Where the weights are, and so where inputs go."""
         return next(self.parameters()).device
 
-    def forward(self, batch: dict[str, Tensor], teacher: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
-        """The task's output: predicted frames ``1 .. T-1`` (see :meth:`rollout`) or logits ``[B, K]``."""
-        if self.task == "predict":
-            return self.rollout(batch["video"], self.info.context, teacher=teacher, generator=generator)
-        return self.classify(batch)
+    def forward(self, batch: dict[str, Tensor], step: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """The task's output for ``batch`` (:meth:`Task.forward <framegru.tasks.Task.forward>`): training
+        runs through here so that DistributedDataParallel sees the call."""
+        return self.task.forward(self, batch, step=step, generator=generator)
 
     def encode(self, video: Tensor) -> tuple[Tensor, list[Tensor]]:
         """``[B, T, C, H, W] -> [B, T, C', h, w]`` and the skip maps ``[B, T, C_s, H_s, W_s]``: the backbone
@@ -67,21 +65,22 @@ class FrameModel(nn.Module):
         """The head on the engine's output ``[B, T, C'', h, w]`` (and the skip maps of the same frames)."""
         return self.head(out, skips) if self.skips else self.head(out)
 
-    def classify(self, batch: dict[str, Tensor]) -> Tensor:
-        """Logits ``[B, K]`` for a batch of stills (run down their rows) or videos.
+    def sequence_output(self, batch: dict[str, Tensor]) -> Tensor:
+        """The head's output over a whole video (``batch["video"]``), or down the rows of a batch of
+        stills (``batch["image"]``): a classifier's logits ``[B, K]``.
 
-        With ``flip_tta`` an evaluating model averages each still's logits with its mirror image's.
+        With ``flip_tta`` an evaluating model averages each still's output with its mirror image's.
         """
         if "image" not in batch:
             features, skips = self.encode(batch["video"])
             out, _ = self.engine(features)
             return self.decode(out, skips)
-        logits = self._classify_rows(batch["image"])
+        output = self._rows_output(batch["image"])
         if self.flip_tta and not self.training:
-            logits = (logits + self._classify_rows(batch["image"].flip(-1))) / 2
-        return logits
+            output = (output + self._rows_output(batch["image"].flip(-1))) / 2
+        return output
 
-    def _classify_rows(self, image: Tensor) -> Tensor:
+    def _rows_output(self, image: Tensor) -> Tensor:
         features, _ = self.features(image)  # skip maps of a still have no rows to follow
         out, _ = self.engine(still_to_rows(features))  # rows: [B, h, C', 1, w]
         return self.head(out)
@@ -137,6 +136,7 @@ def build_model(config: Config, components: Components, info: DataInfo) -> Frame
     backbone = components.backbones.build(
         spec.backbone.name, spec.backbone.options, key="model.backbone", in_channels=info.channels
     )
+    contracts.check_backbone_attributes(backbone, spec.backbone.name)
     engine = engine_from_config(config, backbone.out_channels, info.still)
     skip_channels = list(getattr(backbone, "skip_channels", ()))
     extra = {"skip_channels": skip_channels} if skip_channels else {}
@@ -147,34 +147,43 @@ def build_model(config: Config, components: Components, info: DataInfo) -> Frame
         spec.head.name, spec.head.options, key="model.head",
         in_channels=engine.out_channels, info=info, stride=backbone.stride, **extra,
     )
-    model = FrameModel(backbone, engine, head, info, flip_tta=spec.flip_tta)
-    check_fit(model, f"model.backbone '{spec.backbone.name}' -> model.head '{spec.head.name}'")
+    task_name = contracts.check_head_task(head, spec.head.name, components.tasks)
+    task = components.tasks.build(task_name, {}, key=f"task '{task_name}'", config=config, info=info)
+    task.name = task_name
+    contracts.check_info(task, info, config.data.reader.name, spec.head.name)
+    model = FrameModel(backbone, engine, head, task, info, flip_tta=spec.flip_tta)
+    check_fit(model, spec.backbone.name, spec.head.name)
     return model
 
 
-def check_fit(model: FrameModel, name: str) -> None:
+def check_fit(model: FrameModel, backbone: str, head: str) -> None:
     """Run one zero sample of the data's shape through ``model``: a component that cannot take these
-    frames (a patch that does not divide them, a degenerate layer) fails now, in one clear line,
-    rather than steps into a run with a traceback from deep inside a forward pass."""
+    frames (a patch that does not divide them, a degenerate layer) or breaks the contract (a wrong
+    declared stride, a head of the wrong size) fails now, in one clear line, rather than steps into a
+    run with a traceback from deep inside a forward pass."""
     info = model.info
     if info.height * info.width > MAX_FRAME_PIXELS:  # the zeros below would be the first of many huge tensors
         raise UsageError(f"{info.channels}x{info.height}x{info.width} (CxHxW) frames are larger than framegru takes "
                          f"({MAX_FRAME_PIXELS:,} pixels): set a smaller frame size")
-    video = torch.zeros(1, 2, info.channels, info.height, info.width)
+    batch = {k: v.to(model.device) for k, v in contracts.zero_batch(info, model.task).items()}
+    name = f"model.backbone '{backbone}' -> model.head '{head}'"
     training = model.training
     model.eval()  # no dropout draws from the RNG, no batch-norm statistics updated
     try:
         with torch.no_grad():
-            if model.task == "predict":
-                model.rollout(video, context=1)
-            else:
-                model.classify({"image": video[:, 0]} if info.still else {"video": video})
+            frames = (batch["image"] if info.still else batch["video"][:, 0])
+            contracts.check_backbone_output(model.backbone(frames), model.backbone, backbone, frames)
+            output = model.task.forward(model, batch)
     except (RuntimeError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"{name} cannot run on {info.channels}x{info.height}x{info.width} (CxHxW) frames: "
                          f"{reason}; change their options or the data size") from exc
     finally:
         model.train(training)
+    problem = model.task.check_output(output, batch) if isinstance(output, Tensor) else (
+        f"it returned {type(output).__name__}, not a tensor")
+    if problem:
+        raise UsageError(f"head '{head}' does not give what task '{model.task.name}' expects: {problem}")
 
 
 def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], mismatch: str) -> None:
@@ -189,6 +198,28 @@ def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], misma
         raise DataError(f"{mismatch} ({'; '.join(parts)})")
 
 
+def components_record(model: FrameModel, config: Config, components: Components) -> dict[str, dict]:
+    """The reader, backbone, head and task a model was built from, with the plugin and package (and
+    version) that registered each: kept in its checkpoints, so a missing plugin can be named."""
+    names = {"reader": config.data.reader.name, "backbone": config.model.backbone.name,
+             "head": config.model.head.name, "task": model.task.name}
+    record = {}
+    for kind, name in names.items():
+        entry = components.of(kind).get(name)
+        record[kind] = {"name": name, "plugin": entry.plugin, "package": entry.package, "version": entry.version}
+    return record
+
+
+def check_components_present(record: dict[str, dict], components: Components, path) -> None:
+    """A checkpoint's component that no loaded plugin registers, named with the package that did."""
+    for kind, entry in record.items():
+        if kind in ("backbone", "head", "task") and isinstance(entry, dict) and entry.get("name") not in components.of(kind):
+            source = (f"package {entry['package']} {entry.get('version') or ''}".strip() if entry.get("package")
+                      else f"plugin {entry.get('plugin')}")
+            raise UsageError(f"{path} needs {kind} '{entry.get('name')}' from {source}, which is not loaded here: "
+                             "install it (or pass its file with --plugin)")
+
+
 def load_model(path, components: Components, device: str | torch.device = "cpu") -> FrameModel:
     """Rebuild a model from a checkpoint alone: its config and data info travel in the metadata."""
     from . import checkpoint
@@ -200,6 +231,7 @@ def load_model(path, components: Components, device: str | torch.device = "cpu")
         info = DataInfo.from_dict(ckpt.info)
     except (UsageError, TypeError, ValueError) as exc:  # the file's fault, not the command line's
         raise DataError(f"{path} holds a config this framegru cannot use ({exc})") from None
+    check_components_present(ckpt.extra.get("components") or {}, components, path)
     model = build_model(config, components, info)
     load_weights(model, ckpt.weights, f"{path} does not match the model its config describes")
     model.config = config

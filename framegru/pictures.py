@@ -10,7 +10,6 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
 from .model import FrameModel
-from .tasks import future_frames
 
 
 def _to_uint8(frames: torch.Tensor) -> np.ndarray:
@@ -49,7 +48,7 @@ def write_pictures(model: FrameModel, dataset: Dataset, out_dir: Path, count: in
     count = min(count, len(dataset))
     video = torch.stack([dataset[i]["video"] for i in range(count)]).to(device)
     context = model.info.context
-    pred = future_frames(model, video)
+    pred = model.task.evaluation_output(model, {"video": video})  # the frames after the context
     truth = video[:, context:]
     ctx, tru, prd = _to_uint8(video[:, :context]), _to_uint8(truth), _to_uint8(pred)
     rows = []

@@ -30,7 +30,7 @@ from .registry import Registry, describe_plugin
 ENTRY_POINT_GROUP = "framegru"
 BUILTIN_PACKAGE = "framegru"
 DISABLE_VARIABLE = "FRAMEGRU_DISABLE_PLUGINS"
-KINDS = ("reader", "backbone", "head", "listener")
+KINDS = ("reader", "backbone", "head", "task", "listener")
 
 
 @dataclass
@@ -41,13 +41,14 @@ class Components:
     readers: Registry = field(default_factory=lambda: Registry("reader"))
     backbones: Registry = field(default_factory=lambda: Registry("backbone"))
     heads: Registry = field(default_factory=lambda: Registry("head"))
+    tasks: Registry = field(default_factory=lambda: Registry("task"))
     listeners: Registry = field(default_factory=lambda: Registry("listener"))
     plugin_manager: pluggy.PluginManager | None = None
     origins: dict[str, Origin] = field(default_factory=dict)  # pluggy's plugin name -> where it came from
 
     def of(self, kind: str) -> Registry:
         return {"reader": self.readers, "backbone": self.backbones, "head": self.heads,
-                "listener": self.listeners}[kind]
+                "task": self.tasks, "listener": self.listeners}[kind]
 
 
 @dataclass(frozen=True)

@@ -33,16 +33,23 @@ DEFAULT_CHECKPOINTS = {
 }
 
 
-def open_model(path: str | Path | None, components: Components, device: torch.device, task: str | None = None) -> FrameModel:
-    """Load ``path`` (default: the shipped checkpoint for ``task``) and check that it does ``task``."""
+def open_model(path: str | Path | None, components: Components, device: torch.device, default: str = "predict",
+               needs: str | None = None) -> FrameModel:
+    """Load ``path`` (default: the shipped checkpoint ``default``, a key of :data:`DEFAULT_CHECKPOINTS`).
+
+    ``needs``: what the command draws, ``"next_frames"`` or ``"class_scores"`` (either, when None):
+    the model's task must say it gives that (:class:`~framegru.tasks.Task`).
+    """
     if path is None:
-        path = DEFAULT_CHECKPOINTS[task or "predict"]
+        path = DEFAULT_CHECKPOINTS[default]
         if not path.is_file():
             raise DataError(f"the default checkpoint {path} is not there (not shipped yet?): pass --checkpoint CKPT")
     model = load_model(path, components, device)
-    if task is not None and model.task != task:
-        wanted = "a next-frame model (head next_frame)" if task == "predict" else "a classifier (head classify)"
-        raise UsageError(f"{path} is a '{model.task}' model; this needs {wanted}")
+    wanted = [needs] if needs else ["next_frames", "class_scores"]
+    if not any(getattr(model.task, what) for what in wanted):
+        says = " or ".join({"next_frames": "predicts next frames (e.g. head next_frame)",
+                            "class_scores": "classifies (e.g. head classify)"}[w] for w in wanted)
+        raise UsageError(f"{path} is a '{model.task.name}' model; this needs a model whose task {says}")
     return model
 
 
@@ -178,7 +185,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     torch.set_num_threads(model_threads(args.threads))
     try:
         components = components_for(args)
-        model = open_model(args.checkpoint, components, pick_device(args.device), task="predict")
+        model = open_model(args.checkpoint, components, pick_device(args.device), needs="next_frames")
         record = model.training_data
         if record is None and args.checkpoint is None:  # the shipped default, older than data records
             from .data_record import rebuilt

@@ -20,15 +20,15 @@ import torch
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader, Dataset
 
-from . import budget, checkpoint, data_record, distributed, run_dir, seeding
+from . import budget, checkpoint, contracts, data_record, distributed, run_dir, seeding
 from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, device_type, dump_yaml, fit_components
 from .data import DataInfo
 from .errors import DataError, FramegruError, Interrupted, UsageError
 from .events import RunEvents
-from .model import FrameModel, build_model, load_weights
+from .model import FrameModel, build_model, components_record, load_weights
 from .plugin_manager import Components
 from .stopping import StopRequest, ignore_interrupts_in_worker
-from .tasks import evaluate, training_loss
+from .tasks import evaluate
 
 
 def pick_device(name: str) -> torch.device:
@@ -215,12 +215,9 @@ class Runner:
         self.model: FrameModel = build_model(self.config, self.components, self.info).to(self.device)
         # Kept in every checkpoint; after build_model, whose check refuses absurd frame sizes first.
         self.data_record = data_record.describe(self.config, self.val_set)
-        if self.model.task == "predict" and not self.info.context:
-            raise UsageError(f"head '{self.config.model.head.name}' predicts frames but reader "
-                             f"'{self.config.data.reader.name}' gives no context length")
-        if self.model.task == "classify" and not self.info.classes:
-            raise UsageError(f"head '{self.config.model.head.name}' classifies but reader "
-                             f"'{self.config.data.reader.name}' has no classes")
+        self.components_record = components_record(self.model, self.config, self.components)
+        if len(self.train_set):  # its first item is what the info promised, with what the task needs
+            contracts.check_item(self.train_set[0], self.info, self.model.task, self.config.data.reader.name)
         self.train_model = distributed.wrap(self.model, self.device)
         self.optimizer = _optimizer(self.model, self.config)
 
@@ -232,6 +229,7 @@ class Runner:
                 path, self.model.state_dict(), config=self.config.to_dict(), info=self.info.to_dict(), step=step,
                 train_state=_train_state(self.optimizer) if with_state else None,
                 extra={"metrics": metrics or {}, "best": self.best, "data": self.data_record,
+                       "components": self.components_record,
                        "per_device": self.config.device_section},
             )
         except (OSError, SafetensorError) as exc:  # a full disk: safetensors reports it as its own error
@@ -287,9 +285,12 @@ class Runner:
         return f"{what}; no checkpoint was written, so nothing can be resumed"
 
     def _better(self, metrics: dict[str, float]) -> bool:
-        key, lower = ("mse", True) if self.model.task == "predict" else ("accuracy", False)
-        value = metrics[key]
-        if self.best is None or (value < self.best if lower else value > self.best):
+        task = self.model.task
+        value = metrics.get(task.best_metric)
+        if value is None:
+            raise UsageError(f"task '{task.name}' picks best by '{task.best_metric}', which its metrics lack "
+                             f"(they have {', '.join(metrics)})")
+        if self.best is None or (value > self.best if task.higher_is_better else value < self.best):
             self.best = value
             return True
         return False
@@ -297,11 +298,7 @@ class Runner:
     def evaluate(self, limit: int | None = None) -> dict[str, float]:
         # The bare model, not DDP: ranks get unequal eval batches, and DDP's forward would sync buffers.
         result = evaluate(self.model, eval_batches(self.val_set, self.config, limit), self.device, self.autocast)
-        return distributed.reduce_metrics(result)
-
-    def _teacher(self, step: int) -> float:
-        ramp = self.config.train.scheduled_sampling * self.config.train.max_steps
-        return max(0.0, 1.0 - step / ramp) if ramp > 0 else 0.0
+        return distributed.reduce_metrics(result, self.model.task.count_metric)
 
     def run(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
         self.best: float | None = None
@@ -338,11 +335,10 @@ class Runner:
         return last_metrics
 
     def _write_pictures(self) -> None:
-        if self.is_main and self.config.run.pictures and self.model.task == "predict":
-            from .pictures import write_pictures
-
-            paths = write_pictures(self.model, self.val_set, self.dir, self.config.run.pictures, self.device)
-            self.events.pictures(self.config.train.max_steps, paths)
+        if self.is_main and self.config.run.pictures:
+            paths = self.model.task.pictures(self.model, self.val_set, self.dir, self.config.run.pictures, self.device)
+            if paths:
+                self.events.pictures(self.config.train.max_steps, paths)
 
     def _start(self, resume: bool, overwrite: bool) -> int:
         """Tidy run.dir (rank 0), load ``last`` when resuming or ``train.init`` when not; returns the step
@@ -435,9 +431,7 @@ class Runner:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with self.train_autocast():
-                loss = training_loss(self.train_model, self.model.task, batch,
-                                     teacher=self._teacher(step), label_smoothing=train.label_smoothing,
-                                     generator=generator)
+                loss = self.model.task.training_loss(self.train_model, batch, step=step, generator=generator)
             # The global batch's loss, identical on every rank: all ranks stop together on a non-finite
             # one, where a rank stopping alone would leave the others waiting in backward()'s all-reduce.
             # The same reduction tells every rank whether one was asked to stop and whether rank 0's

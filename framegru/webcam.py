@@ -61,11 +61,11 @@ class LiveModel:
     @torch.inference_mode()
     def step(self, bgr: np.ndarray) -> np.ndarray:
         x = to_tensor(fit_image(bgr, (self.info.height, self.info.width), self.info.channels, self.fit), self.device)
-        if self.model.task == "predict":
+        if self.model.task.next_frames:
             prediction, self.state = self.model.predict_next(x, self.state)
             return to_image(prediction)
         if self.info.still:
-            logits = self.model.classify({"image": x})
+            logits = self.model.sequence_output({"image": x})
         else:
             y, self.state = self.model.engine.step(self.model.backbone(x), self.state)
             self.outputs.append(y)
@@ -90,7 +90,7 @@ def _to_height(image: np.ndarray, height: int, nearest: bool = False) -> np.ndar
 def annotate(live: np.ndarray, output: np.ndarray, model: FrameModel | OnnxModel, status: str, height: int) -> np.ndarray:
     """The annotated BGR frame: live (and predicted next frame) on top, a status bar below."""
     panel = _to_height(live, height)
-    if model.task == "predict":
+    if model.task.next_frames:
         predicted = output if output.shape[2] == 3 else np.repeat(output, 3, axis=2)
         predicted = _to_height(cv2.cvtColor(predicted, cv2.COLOR_RGB2BGR), height, nearest=True)
         panel = np.concatenate([panel, np.full((height, 4, 3), 255, np.uint8), predicted], axis=1)
@@ -261,7 +261,8 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         torch.set_num_threads(model_threads(args.threads))
-        model = open_model(args.checkpoint, components_for(args), pick_device(args.device), task=args.task)
+        model = open_model(args.checkpoint, components_for(args), pick_device(args.device),
+                           default=args.task or "predict", needs=WHAT_TASK_DRAWS.get(args.task))
         model = with_backend(model, args.backend, model_threads(args.threads))
         with _StopOnSignal(stop):
             stats = run_webcam(model, capture, window=window, out=args.out, max_frames=args.max_frames,
@@ -276,6 +277,10 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     stderr.print(f"framegru webcam: {stats.frames} frames, {stats.fps:.1f} fps, median latency {stats.latency_ms:.0f} ms, "
                  f"{stats.dropped} dropped; stopped: {ending}{wrote}", highlight=False)
     return 1 if stats.error else 0
+
+
+# --task chooses the shipped checkpoint, and what the model must give to be drawn.
+WHAT_TASK_DRAWS = {"predict": "next_frames", "classify": "class_scores"}
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

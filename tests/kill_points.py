@@ -15,7 +15,7 @@ _PLUGIN = '''
 import os
 import signal
 
-from framegru import runner
+from framegru import runner, tasks
 
 STEP, EVALUATION = {step}, {evaluation}
 _calls = {{"step": 0, "evaluation": 0}}
@@ -30,7 +30,7 @@ def _count(what, limit):
     return _calls[what] == limit
 
 
-_training_loss, _evaluate = runner.training_loss, runner.evaluate
+_training_loss, _evaluate = tasks.Task.training_loss, runner.evaluate
 
 
 def training_loss(*args, **kwargs):
@@ -53,7 +53,7 @@ def evaluate(model, batches, device, autocast):
 
 
 if os.environ.get("RANK", "0") == "0":
-    runner.training_loss, runner.evaluate = training_loss, evaluate
+    tasks.Task.training_loss, runner.evaluate = training_loss, evaluate  # every built-in task's step
 '''
 
 

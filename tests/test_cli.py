@@ -45,10 +45,10 @@ def one_line_error(result, code):
     return lines[0]
 
 
-def readme_example(name: str = "my_plugin.py") -> str:
+def readme_example(name: str = "my_plugin.py", language: str = "python") -> str:
     """The README's example file ``name`` (a code block starting ``# name``), which these tests execute."""
     text = README.read_text()
-    start = text.index(f"```python\n# {name}") + len("```python\n")
+    start = text.index(f"```{language}\n# {name}") + len(f"```{language}\n")
     return text[start : text.index("```", start)]
 
 
@@ -58,7 +58,7 @@ def test_plugins_json_lists_a_users_plugin_beside_builtins(tmp_path):
     result = framegru("plugins", "--json", "--plugin", plugin)
     assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(listing) == {"readers", "backbones", "heads", "listeners", "commands", "disabled"}
+    assert set(listing) == {"readers", "backbones", "heads", "tasks", "listeners", "commands", "disabled"}
     readers = {r["name"]: r for r in listing["readers"]}
     assert readers["noise"]["plugin"] == str(plugin)
     assert readers["noise"]["doc"]

@@ -156,7 +156,7 @@ def test_still_classifier_matches_pytorch(still_rows, tmp_path):
     model = load_model(still_rows, load_components())
     images = torch.rand(4, 3, 12, 10)
     with torch.no_grad():
-        expected = model.classify({"image": images})  # with flip_tta: the mean with the mirror image
+        expected = model.sequence_output({"image": images})  # with flip_tta: the mean with the mirror image
     np.testing.assert_allclose(session.run(None, {"image": images.numpy()})[0], expected.numpy(), **TOL)
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "still.onnx")).metadata_props}
     assert json.loads(meta["classes"]) == ["a", "b", "c"] and meta["framegru_kind"] == "still"

@@ -106,7 +106,7 @@ def test_interrupt_kill_resume_and_divergence_through_the_cli(tmp_path):
     final = checkpoint.load(last)
     assert final.step == STEPS and final.train_state
     model = load_model(last, load_components([str(Path(config["plugins"][0]))]))
-    assert model.task == "predict"
+    assert model.task.name == "predict"
 
     # A diverging resume stops with one line and status 1, and leaves the good checkpoint as it was
     # (no checkpoint is due before the loss turns non-finite).

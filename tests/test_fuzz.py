@@ -249,4 +249,4 @@ def test_checkpoint_truncated_or_bit_flipped(components, saved, tmp_path, cut, f
         model = load_model(path, components)
     except FramegruError:
         return
-    assert model.task == "predict"
+    assert model.task.name == "predict"

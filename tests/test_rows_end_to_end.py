@@ -38,7 +38,7 @@ def test_two_step_run_then_eval_on_a_folder(capsys, tmp_path, still_tree):
     model = load_model(ckpt, load_components())
     data = image_folder(root=tmp_path, split="test", path=str(still_tree), size=[8, 8])
     with torch.no_grad():
-        logits = model.classify({"image": torch.stack([data[i]["image"] for i in range(len(data))])})
+        logits = model.sequence_output({"image": torch.stack([data[i]["image"] for i in range(len(data))])})
     labels = torch.tensor([data[i]["label"] for i in range(len(data))])
     assert result["accuracy"] == (logits.argmax(1) == labels).sum().item() / 24
 
@@ -90,12 +90,12 @@ def test_flip_tta_averages_an_image_with_its_mirror_in_evaluation(tmp_path, stil
     tta.load_state_dict(plain.state_dict())
     x = torch.rand(3, 3, 8, 8)
     with torch.no_grad():
-        expected = (plain.classify({"image": x}) + plain.classify({"image": x.flip(-1)})) / 2
-        assert torch.allclose(tta.classify({"image": x}), expected, atol=1e-6)
-        assert torch.allclose(tta.classify({"image": x.flip(-1)}), expected, atol=1e-6)  # mirror images agree
-        assert not torch.allclose(plain.classify({"image": x}), expected, atol=1e-4)
+        expected = (plain.sequence_output({"image": x}) + plain.sequence_output({"image": x.flip(-1)})) / 2
+        assert torch.allclose(tta.sequence_output({"image": x}), expected, atol=1e-6)
+        assert torch.allclose(tta.sequence_output({"image": x.flip(-1)}), expected, atol=1e-6)  # mirror images agree
+        assert not torch.allclose(plain.sequence_output({"image": x}), expected, atol=1e-4)
         # Training sees one view: the flips are the reader's augmentation there.
-        assert torch.equal(tta.train().classify({"image": x}), plain.train().classify({"image": x}))
+        assert torch.equal(tta.train().sequence_output({"image": x}), plain.train().sequence_output({"image": x}))
 
 
 def test_own_photos_with_the_cifar_config_take_the_models_size(capsys, tmp_path, still_tree):

@@ -150,7 +150,7 @@ def test_video_classifier_pools_the_frames_seen_so_far(tmp_path, digits):
         probs = live.step(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
         inputs.append(torch.from_numpy(cv2.resize(frame, (16, 16), interpolation=cv2.INTER_AREA)).float().div(255)[None])
         with torch.no_grad():
-            expected = model.classify({"video": torch.stack(inputs)[None]}).softmax(-1)[0].numpy()
+            expected = model.sequence_output({"video": torch.stack(inputs)[None]}).softmax(-1)[0].numpy()
         np.testing.assert_allclose(probs, expected, atol=1e-5)
         assert probs.sum() == pytest.approx(1, abs=1e-5)
 

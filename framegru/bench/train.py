@@ -26,7 +26,6 @@ def bench_train(config_path: Path, overrides: list[str], device: torch.device, s
     from ..config import load_config
     from ..model import build_model
     from ..runner import autocast_for, build_reader
-    from ..tasks import training_loss
 
     # The top-level model on every machine, not the per_device one: figures stay comparable across machines.
     config = load_config(config_path, [*TRAIN_OVERRIDES, *overrides, f"train.device={device.type}"], per_device=False)
@@ -47,7 +46,7 @@ def bench_train(config_path: Path, overrides: list[str], device: torch.device, s
         def run(model=model, optimizer=optimizer, count=steps):
             for batch in batches[:count]:
                 with autocast():
-                    loss = training_loss(model, model.task, batch, teacher=0.5, label_smoothing=0.0)
+                    loss = model.task.training_loss(model, batch, step=0)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -23,7 +23,13 @@ def device_summary(runner: Any) -> str:
     train = runner.config.train
     if runner.device.type == "cpu":
         native = "yes" if cpu_has_native_bf16() else "no"
-        precision = "bf16 autocast (train.cpu_bf16)" if train.cpu_bf16 else "fp32 (train.cpu_bf16=true: bf16)"
+        bf16 = cpu_has_native_bf16() if train.cpu_bf16 == "auto" else train.cpu_bf16
+        if bf16:
+            precision = f"bf16 autocast (train.cpu_bf16: {str(train.cpu_bf16).lower()})"
+        elif train.cpu_bf16 == "auto":
+            precision = "fp32 (train.cpu_bf16: auto, and this CPU has no native bf16)"
+        else:
+            precision = "fp32 (train.cpu_bf16=auto would use bf16 where the CPU has it)"
         return f"{runner.device} (AVX-512 BF16/AMX: {native}; training in {precision})"
     return f"{runner.device} ({'bf16 autocast' if train.amp else 'fp32'})"
 

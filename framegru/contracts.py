@@ -1,0 +1,97 @@
+"""The component contract (:mod:`framegru.hookspecs`), checked when a model and its data are built.
+
+A plugin that breaks it (a backbone returning a dict, a head of the wrong size, a reader whose items
+disagree with its ``info``) is named in one line before training starts, not found as an internal
+error at step 1 or, worse, trained on silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .data import DataInfo
+from .errors import UsageError
+
+
+def shape(value: Any) -> str:
+    """``[2, 3, 8, 8]`` for a tensor; the type's name for anything else."""
+    return str(list(value.shape)) if isinstance(value, Tensor) else type(value).__name__
+
+
+def check_backbone_attributes(backbone: Any, name: str) -> None:
+    """``out_channels`` and ``stride``: positive ints (a bare ``nn.Conv2d`` has a tuple ``stride``)."""
+    for attribute in ("out_channels", "stride"):
+        value = getattr(backbone, attribute, None)
+        if type(value) is not int or value < 1:
+            raise UsageError(f"backbone '{name}' has {attribute}={value!r}; a backbone must have positive int "
+                             "`out_channels` and `stride` (its downsampling factor) attributes (framegru/hookspecs.py)")
+
+
+def check_backbone_output(output: Any, backbone: Any, name: str, frames: Tensor) -> None:
+    """What the backbone returned for ``frames`` ``[N, C, H, W]``: the declared channels and stride."""
+    skip_channels = tuple(getattr(backbone, "skip_channels", ()))
+    if skip_channels:
+        if not (isinstance(output, tuple) and len(output) == 2 and len(output[1]) == len(skip_channels)):
+            raise UsageError(f"backbone '{name}' declares skip_channels {list(skip_channels)} but returned "
+                             f"{type(output).__name__}: it must return (features, [one skip map per skip channel])")
+        output = output[0]
+    if not isinstance(output, Tensor):
+        raise UsageError(f"backbone '{name}' returned {type(output).__name__}; it must return a tensor "
+                         "[N, out_channels, H / stride, W / stride]")
+    n, _, h, w = frames.shape
+    want = [n, backbone.out_channels, h // backbone.stride, w // backbone.stride]
+    if list(output.shape) != want:
+        raise UsageError(f"backbone '{name}' returned {shape(output)} for {list(frames.shape)} frames, but its "
+                         f"out_channels={backbone.out_channels} and stride={backbone.stride} say {want}")
+
+
+def check_head_task(head: Any, name: str, tasks: Any) -> str:
+    """The task ``head`` serves: its ``task`` attribute, which must name a registered task."""
+    task = getattr(head, "task", None)
+    available = ", ".join(tasks.names()) or "none"
+    if not isinstance(task, str):
+        raise UsageError(f"head '{name}' has no `task` attribute naming the task it serves (tasks: {available})")
+    if task not in tasks:
+        raise UsageError(f"head '{name}' serves task '{task}', which no plugin registers (tasks: {available})")
+    return task
+
+
+def check_info(task: Any, info: DataInfo, reader: str, head: str) -> None:
+    """The ``DataInfo`` fields ``task`` needs are set by the reader."""
+    for field in task.needs_info:
+        if not getattr(info, field, None):
+            raise UsageError(f"head '{head}' serves task '{task.name}', which needs `{field}` in the reader's info, "
+                             f"but reader '{reader}' gives none")
+
+
+def check_item(item: Any, info: DataInfo, task: Any, reader: str) -> None:
+    """A reader's item: a dict with ``"image"`` ``[C, H, W]`` (stills) or ``"video"`` ``[T, C, H, W]`` of
+    the size its ``info`` says, plus the keys ``task`` needs."""
+    key = "image" if info.still else "video"
+    if not isinstance(item, dict):
+        raise UsageError(f"reader '{reader}' gave a {type(item).__name__} item; items are dicts with '{key}'")
+    missing = [k for k in (key, *task.item_keys) if k not in item]
+    if missing:
+        raise UsageError(f"reader '{reader}' items have {sorted(item) or 'no keys'} but need "
+                         f"{', '.join(repr(k) for k in missing)} (task '{task.name}'{', stills' if info.still else ''})")
+    frames = item[key]
+    size = [info.channels, info.height, info.width]
+    ok = isinstance(frames, Tensor) and frames.ndim == (3 if info.still else 4) and list(frames.shape[-3:]) == size
+    if not ok:
+        want = "[C, H, W]" if info.still else "[T, C, H, W]"
+        raise UsageError(f"reader '{reader}' item '{key}' is {shape(frames)}, but its info says {want} with "
+                         f"CxHxW {'x'.join(map(str, size))}")
+    if not frames.is_floating_point():
+        raise UsageError(f"reader '{reader}' item '{key}' is {frames.dtype}; frames are float tensors in [0, 1]")
+
+
+def zero_batch(info: DataInfo, task: Any) -> dict[str, Tensor]:
+    """One item of zeros shaped as the reader's: enough frames for the context and one step beyond."""
+    if info.still:
+        batch = {"image": torch.zeros(1, info.channels, info.height, info.width)}
+    else:
+        batch = {"video": torch.zeros(1, (info.context or 0) + 2, info.channels, info.height, info.width)}
+    return {**batch, **{k: torch.zeros(1, dtype=torch.long) for k in task.item_keys}}

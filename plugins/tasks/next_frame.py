@@ -1,0 +1,81 @@
+"""Task ``predict``: next-frame prediction, trained and scored on the frames after the context."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from framegru import hookimpl
+from framegru.metrics import PredictionMetrics
+from framegru.tasks import Task
+
+
+class NextFramePrediction(Task):
+    """Next-frame prediction: read the context frames, then predict each later frame from the model's own output.
+
+    Training: MSE over every predicted frame, with scheduled sampling (each later frame is the true one with
+    a probability that falls from 1 to 0 over the first ``train.scheduled_sampling`` of the steps).
+    Evaluation: MSE, MAE, SSIM and PSNR (OpenSTL's definitions) of the frames after the context; ``best``
+    has the lowest MSE.
+    """
+
+    needs_info = ("context",)
+    best_metric = "mse"
+    count_metric = "sequences"
+    output_name = "next_frame"
+    next_frames = True
+
+    def forward(self, model: nn.Module, batch: dict[str, Tensor], *, step: int | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+        """Frames ``1 .. T-1`` of ``batch["video"]`` ``[B, T, C, H, W]``: ``[B, T-1, C, H, W]``."""
+        teacher = 0.0 if step is None else self.teacher(step)
+        return model.rollout(batch["video"], self.info.context, teacher=teacher, generator=generator)
+
+    def teacher(self, step: int) -> float:
+        """The probability of feeding the true frame at ``step``: 1 falling linearly to 0."""
+        train = self.config.train
+        ramp = train.scheduled_sampling * train.max_steps
+        return max(0.0, 1.0 - step / ramp) if ramp > 0 else 0.0
+
+    def loss(self, output: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        return F.mse_loss(output.float(), batch["video"][:, 1:].float())
+
+    def evaluation_output(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """The frames after the context, each predicted from the model's own outputs: ``[B, future, C, H, W]``."""
+        context = self.info.context
+        return model.rollout(batch["video"], context)[:, context - 1 :]
+
+    def metrics(self) -> _FutureFrames:
+        return _FutureFrames(self.info.context)
+
+    def check_output(self, output: Tensor, batch: dict[str, Tensor]) -> str | None:
+        want = (*batch["video"].shape[:1], batch["video"].shape[1] - 1, *batch["video"].shape[2:])
+        if tuple(output.shape) != want:
+            return f"it returned {list(output.shape)} where frames 1..T-1 of the video are {list(want)} ([B, T-1, C, H, W])"
+        return None
+
+    def pictures(self, model: nn.Module, dataset, out_dir: Path, count: int, device: torch.device) -> list[Path]:
+        from framegru.pictures import write_pictures
+
+        return write_pictures(model, dataset, out_dir, count, device)
+
+
+class _FutureFrames:
+    """:class:`PredictionMetrics` of the frames after the context."""
+
+    def __init__(self, context: int):
+        self.context, self.scores = context, PredictionMetrics()
+
+    def update(self, output: Tensor, batch: dict[str, Tensor]) -> None:
+        self.scores.update(output, batch["video"][:, self.context :])
+
+    def result(self) -> dict[str, float]:
+        return self.scores.result()
+
+
+@hookimpl
+def framegru_register_tasks(register):
+    register("predict", NextFramePrediction)
