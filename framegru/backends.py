@@ -95,8 +95,8 @@ class OnnxModel:
         outputs = self.session.run(None, {"frame": x, **dict(zip(self.state_inputs, state))})
         return torch.from_numpy(outputs[0]), outputs[1:]
 
-    def classify(self, batch: dict[str, Tensor]) -> Tensor:
-        """As :meth:`FrameModel.classify` for stills: logits ``[B, K]`` of ``batch["image"]``."""
+    def sequence_output(self, batch: dict[str, Tensor]) -> Tensor:
+        """As :meth:`FrameModel.sequence_output` for stills: logits ``[B, K]`` of ``batch["image"]``."""
         if self.kind != "still" or "image" not in batch:
             raise TypeError("this ONNX session classifies stills only")
         x = np.ascontiguousarray(batch["image"].detach().cpu().numpy(), dtype=np.float32)

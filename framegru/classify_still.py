@@ -83,7 +83,7 @@ def cmd_classify_still(args: argparse.Namespace) -> int:
     from .cli import print_json
     from .images import read_image
     from .predict import model_threads
-    from .runner import pick_device
+    from .device import pick_device
 
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")

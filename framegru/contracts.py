@@ -86,6 +86,10 @@ def check_item(item: Any, info: DataInfo, task: Any, reader: str) -> None:
                          f"CxHxW {'x'.join(map(str, size))}")
     if not frames.is_floating_point():
         raise UsageError(f"reader '{reader}' item '{key}' is {frames.dtype}; frames are float tensors in [0, 1]")
+    low, high = float(frames.min()), float(frames.max())
+    if low < -1e-3 or high > 1 + 1e-3:  # 0-255 values, or a normalization the heads and metrics do not expect
+        raise UsageError(f"reader '{reader}' item '{key}' has values from {low:.4g} to {high:.4g}; frames are floats "
+                         "in [0, 1]")
 
 
 def zero_batch(info: DataInfo, task: Any) -> dict[str, Tensor]:

@@ -73,7 +73,7 @@ def rebuilt(config: Any, components: Any) -> dict[str, Any] | None:
     validation split read again here, if this machine has that data; None otherwise (no check is better
     than a wrong one). Only for a checkpoint whose data is known to be the reader's own, not a user's."""
     from .errors import FramegruError
-    from .runner import build_reader
+    from .batches import build_reader
 
     try:
         return describe(config, build_reader(config, components, "val"))

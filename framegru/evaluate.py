@@ -12,7 +12,8 @@ from .config import Config, fit_components
 from .errors import DataError, UsageError
 from .model import load_model
 from .plugin_manager import Components
-from .runner import autocast_for, build_reader, eval_batches, pick_device
+from .batches import build_reader, eval_batches
+from .device import autocast_for, pick_device
 from .tasks import evaluate
 
 

@@ -47,9 +47,9 @@ def open_model(path: str | Path | None, components: Components, device: torch.de
     model = load_model(path, components, device)
     wanted = [needs] if needs else ["next_frames", "class_scores"]
     if not any(getattr(model.task, what) for what in wanted):
-        says = " or ".join({"next_frames": "predicts next frames (e.g. head next_frame)",
-                            "class_scores": "classifies (e.g. head classify)"}[w] for w in wanted)
-        raise UsageError(f"{path} is a '{model.task.name}' model; this needs a model whose task {says}")
+        says = " or ".join({"next_frames": "a next-frame model (e.g. head next_frame)",
+                            "class_scores": "a classifier (e.g. head classify)"}[w] for w in wanted)
+        raise UsageError(f"{path} is a '{model.task.name}' model; this needs {says}")
     return model
 
 
@@ -173,7 +173,7 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .cli import components_for, print_json, stderr
-    from .runner import pick_device
+    from .device import pick_device
 
     if not Path(args.video).exists():
         raise DataError(f"video not found: {args.video}")

@@ -34,7 +34,7 @@ def resolved(config: Config, components: Components) -> dict[str, Any]:
         out[section][key] = {"name": spec["name"], **defaults, **{k: v for k, v in spec.items() if k != "name"}}
     reader = out["data"]["reader"]
     if out["data"].get("size") is not None and "size" in reader and "size" not in config.data.reader.options:
-        reader["size"] = out["data"]["size"]  # what the reader is given (runner.build_reader)
+        reader["size"] = out["data"]["size"]  # what the reader is given (batches.build_reader)
     return out
 
 

@@ -10,177 +10,31 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from torch.utils.data import DataLoader, Dataset
 
-from . import budget, checkpoint, contracts, data_record, distributed, run_dir, seeding
-from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, device_type, dump_yaml, fit_components
+from . import budget, checkpoint, contracts, data_record, distributed, optimization, run_dir, seeding
+from .batches import batch_order, build_reader, eval_batches, loader
+from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, dump_yaml, fit_components
 from .data import DataInfo
+from .device import autocast_for, cpu_has_native_bf16, pick_device
 from .errors import DataError, FramegruError, Interrupted, UsageError
 from .events import RunEvents
 from .model import FrameModel, build_model, components_record, load_weights
+from .optimization import learning_rate
 from .plugin_manager import Components
-from .stopping import StopRequest, ignore_interrupts_in_worker
+from .stopping import StopRequest
 from .tasks import evaluate
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("train.device=cuda but CUDA is not available here; use train.device=auto or cpu")
-    name = device_type(name)  # the same resolution that chose the config's per_device section
-    if name == "cuda" and distributed.is_distributed():
-        return torch.device("cuda", distributed.local_rank())
-    return torch.device(name)
-
-
-def autocast_for(device: torch.device, amp: bool, cpu_bf16: bool | str = False):
-    """bf16 autocast (no loss scaling needed) on CUDA with ``amp``, on the CPU with ``cpu_bf16``.
-
-    Training passes ``train.cpu_bf16``; evaluation on the CPU stays fp32, the precision that
-    ``predict`` and ``classify-still`` run in, so reported figures are what users get.
-    """
-    if cpu_bf16 == "auto":
-        cpu_bf16 = cpu_has_native_bf16()
-    if (device.type == "cuda" and amp) or (device.type == "cpu" and cpu_bf16):
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX-512 BF16 or AMX. Without either, CPU bf16 autocast is emulated: training steps of the shipped
-    models took 12-13x as long as in fp32 on an AVX2-only EPYC (and 0.6x as long with AVX-512 BF16)."""
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check() for check in checks if check) or not any(checks)  # a torch without the probes: don't guess
 
 
 def _weights_spec(model: dict | None) -> dict | None:
     """``model`` of a config without the options that leave the weights alone."""
     return None if model is None else {k: v for k, v in model.items() if k not in EVALUATION_ONLY_MODEL_OPTIONS}
-
-
-def build_reader(config: Config, components: Components, split: str, **overrides: Any) -> Dataset:
-    spec = config.data.reader
-    options = {**spec.options, **overrides}
-    takes_size = "size" in components.readers.get(spec.name).options(("root", "split"))
-    if config.data.size is not None and takes_size and "size" not in options:
-        options["size"] = list(config.data.size)
-    dataset = components.readers.build(spec.name, options, key="data.reader", root=config.data_root(), split=split)
-    if not isinstance(getattr(dataset, "info", None), DataInfo):
-        raise UsageError(f"reader '{spec.name}' returned a dataset without a framegru DataInfo `info`")
-    return dataset
-
-
-def learning_rate(config: Config, step: int) -> float:
-    """The schedule as a pure function of the step, so resuming needs no scheduler state."""
-    train = config.train
-    total = max(train.max_steps, 1)
-    warm = int(train.warmup * total)
-    if train.schedule == "constant":
-        return train.lr
-    if step < warm:
-        return train.lr * (step + 1) / warm
-    progress = (step - warm) / max(total - warm, 1)
-    floor = train.lr / 1e3 if train.schedule == "onecycle" else 0.0
-    return floor + (train.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def batch_order(n: int, batch_size: int, seed: int, start_step: int, rank: int = 0, world: int = 1) -> Iterator[list[int]]:
-    """Indices of each step's batch: a fresh seeded permutation per epoch, sharded over ranks.
-
-    Step ``s`` always gets the same indices, whatever step the run started from.
-    """
-    global_batch = batch_size * world
-    per_epoch = max(n // global_batch, 1)
-    step = start_step
-    while True:
-        epoch, offset = divmod(step, per_epoch)
-        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        perm = torch.randperm(n, generator=g) if n >= global_batch else torch.randint(n, (global_batch,), generator=g)
-        for i in range(offset, per_epoch):
-            chunk = perm[i * global_batch : (i + 1) * global_batch]
-            yield chunk[rank * batch_size : (rank + 1) * batch_size].tolist()
-        step = (epoch + 1) * per_epoch
-
-
-def _workers(config: Config) -> int:
-    """``data.num_workers``, at most one per CPU this process may use: a GPU recipe's 8 workers on a
-    2-core machine only compete with training for the cores (and make PyTorch warn about it)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return min(config.data.num_workers, cpus)
-
-
-def _loader(dataset: Dataset, config: Config, batches) -> DataLoader:
-    workers = _workers(config)
-    return DataLoader(
-        dataset, batch_sampler=batches, num_workers=workers, pin_memory=torch.cuda.is_available(),
-        persistent_workers=False, worker_init_fn=_worker_started,
-    )
-
-
-def _worker_started(worker_id: int) -> None:
-    run_dir.close_inherited_locks()  # the run.dir lock must end with the run, not with its last worker
-    ignore_interrupts_in_worker(worker_id)
-
-
-def eval_order(n: int, batch_size: int, limit: int | None = None, rank: int = 0, world: int = 1) -> list[list[int]]:
-    """This rank's evaluation batches: the first ``limit`` global batches of ``batch_size * world`` items
-    in order, each split over ranks as :func:`batch_order` splits a training batch.
-
-    ``limit`` counts global batches, so ``train.eval_batches`` scores the same items however many
-    processes run; a short last batch leaves later ranks with less or nothing (the metric reduction
-    weighs each rank by its count).
-    """
-    global_batch = batch_size * world
-    starts = range(0, n, global_batch)
-    if limit is not None:
-        starts = starts[:limit]
-    chunks = [list(range(i + rank * batch_size, min(i + (rank + 1) * batch_size, n))) for i in starts]
-    return [chunk for chunk in chunks if chunk]
-
-
-def eval_batches(dataset: Dataset, config: Config, limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
-    order = eval_order(len(dataset), config.train.batch_size, limit, distributed.rank(), distributed.world_size())
-    return iter(_loader(dataset, config, order))
-
-
-def _optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on biases and norms
-    groups = [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.train.lr)
-
-
-def _train_state(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    state = {}
-    for index, values in optimizer.state_dict()["state"].items():
-        for key, value in values.items():
-            state[f"optim/{index}/{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    return state  # no RNG state: training's draws derive from the step number (framegru.seeding)
-
-
-def _restore_train_state(optimizer: torch.optim.Optimizer, state: dict[str, torch.Tensor], device: torch.device) -> None:
-    per_param: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in state.items():
-        if key.startswith("optim/"):
-            _, index, name = key.split("/", 2)
-            per_param.setdefault(int(index), {})[name] = value.to(device) if name != "step" else value.cpu()
-    saved = optimizer.state_dict()
-    saved["state"] = per_param
-    try:
-        optimizer.load_state_dict(saved)
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise DataError(f"the optimizer state in the checkpoint does not fit this model: {exc}") from None
 
 
 class Runner:
@@ -219,7 +73,7 @@ class Runner:
         if len(self.train_set):  # its first item is what the info promised, with what the task needs
             contracts.check_item(self.train_set[0], self.info, self.model.task, self.config.data.reader.name)
         self.train_model = distributed.wrap(self.model, self.device)
-        self.optimizer = _optimizer(self.model, self.config)
+        self.optimizer = optimization.make_optimizer(self.model, self.config)
 
     # -- checkpoints --------------------------------------------------------------------------
     def _save(self, name: str, step: int, metrics: dict[str, Any] | None, with_state: bool) -> Path:
@@ -227,7 +81,7 @@ class Runner:
         try:
             checkpoint.save(
                 path, self.model.state_dict(), config=self.config.to_dict(), info=self.info.to_dict(), step=step,
-                train_state=_train_state(self.optimizer) if with_state else None,
+                train_state=optimization.optimizer_state(self.optimizer) if with_state else None,
                 extra={"metrics": metrics or {}, "best": self.best, "data": self.data_record,
                        "components": self.components_record,
                        "per_device": self.config.device_section},
@@ -249,7 +103,7 @@ class Runner:
         if _weights_spec(ckpt.config.get("model")) != _weights_spec(self.config.to_dict()["model"]):
             raise UsageError(f"--resume: {path} was trained with a different model config; use another run.dir")
         load_weights(self.model, ckpt.weights, f"{path} does not fit this model")
-        _restore_train_state(self.optimizer, ckpt.train_state, self.device)
+        optimization.restore_optimizer_state(self.optimizer, ckpt.train_state, self.device)
         self.best = ckpt.extra.get("best")
         if self.config.train.time_budget_minutes:  # the step count the budget chose when the run began
             chosen = ckpt.config.get("train", {})
@@ -418,7 +272,7 @@ class Runner:
         order = batch_order(len(self.train_set), train.batch_size, self.config.seed, start,
                             distributed.rank(), distributed.world_size())
         seed, rank = self.config.seed, distributed.rank()
-        batches = iter(_loader(seeding.SeededItems(self.train_set), self.config,
+        batches = iter(loader(seeding.SeededItems(self.train_set), self.config,
                                seeding.seeded_batches(order, seed, start, rank)))
         last_metrics: dict[str, Any] = {}
         self.model.train()

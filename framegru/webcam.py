@@ -245,7 +245,7 @@ class _StopOnSignal:
 
 def cmd_webcam(args: argparse.Namespace) -> int:
     from .cli import components_for, stderr
-    from .runner import pick_device
+    from .device import pick_device
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")

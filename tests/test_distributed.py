@@ -21,7 +21,8 @@ from test_faults import same_run
 from framegru import checkpoint
 from framegru.config import load_config
 from framegru.plugin_manager import load_components
-from framegru.runner import eval_order, run_config
+from framegru.batches import eval_order
+from framegru.runner import run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

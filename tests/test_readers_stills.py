@@ -15,7 +15,7 @@ import torch
 from framegru.config import load_config
 from framegru.errors import DataError, UsageError
 from framegru.plugin_manager import load_components
-from framegru.runner import build_reader
+from framegru.batches import build_reader
 from framegru_plugins.readers.image_folder import image_folder
 from framegru_plugins.readers.stills import hold_out, split_indices
 from framegru_plugins.readers.torchvision_datasets import CIFAR10_CLASSES, cifar10, mnist

@@ -11,7 +11,7 @@ from framegru.cli import main
 from framegru.config import validate
 from framegru.model import build_model, load_model
 from framegru.plugin_manager import load_components
-from framegru.runner import autocast_for
+from framegru.device import autocast_for
 from framegru_plugins.readers.image_folder import image_folder
 
 from still_data import tiny_rows_config, write_config

@@ -17,7 +17,9 @@ from framegru import checkpoint, run_dir
 from framegru.config import load_config
 from framegru.errors import DataError, UsageError
 from framegru import hookimpl
-from framegru.runner import batch_order, learning_rate, run_config
+from framegru.batches import batch_order
+from framegru.optimization import learning_rate
+from framegru.runner import run_config
 
 NOISE = '''
 import torch

@@ -63,15 +63,15 @@ from framegru import DataInfo, hookimpl
 class Videos(Dataset):
     """8 frames of 16x16 noise, with labels; ``key`` and ``size`` break the contract on purpose."""
 
-    def __init__(self, *, root, split, key: str = "video", size: int = 16, labels: bool = True):
+    def __init__(self, *, root, split, key: str = "video", size: int = 16, labels: bool = True, peak: float = 1.0):
         self.info = DataInfo(channels=1, height=16, width=16, classes=["a", "b"], context=4, future=4)
-        self.key, self.size, self.labels = key, size, labels
+        self.key, self.size, self.labels, self.peak = key, size, labels, peak
 
     def __len__(self):
         return 8
 
     def __getitem__(self, index):
-        item = {self.key: torch.rand(8, 1, self.size, self.size)}
+        item = {self.key: self.peak * torch.rand(8, 1, self.size, self.size, generator=torch.Generator().manual_seed(index))}
         return {**item, "label": index % 2} if self.labels else item
 
 
@@ -148,6 +148,7 @@ MODEL = "model: {backbone: {name: conv, channels: [4], downsample: 1}, engine: {
     (["data.reader.key=frames"], "reader 'videos' items have ['frames', 'label'] but need 'video' (task 'classify')"),
     (["data.reader.size=8"], "reader 'videos' item 'video' is [8, 1, 8, 8], but its info says [T, C, H, W] with CxHxW 1x16x16"),
     (["data.reader.labels=false"], "reader 'videos' items have ['video'] but need 'label' (task 'classify')"),
+    (["data.reader.peak=255"], "reader 'videos' item 'video' has values from 0.0"),
 ])
 def test_a_component_that_breaks_the_contract_is_named_before_training(tmp_path, capfd, overrides, message):
     (tmp_path / "broken.py").write_text(BROKEN)

@@ -11,7 +11,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from framegru.config import load_config
-from framegru.runner import learning_rate, run_config
+from framegru.optimization import learning_rate
+from framegru.runner import run_config
 from test_runner import KillAt, components_for, config_path  # noqa: F401  (the drift reader's config)
 
 

@@ -25,7 +25,8 @@ def bench_train(config_path: Path, overrides: list[str], device: torch.device, s
     from ..cli import components_for
     from ..config import load_config
     from ..model import build_model
-    from ..runner import autocast_for, build_reader
+    from ..batches import build_reader
+    from ..device import autocast_for
 
     # The top-level model on every machine, not the per_device one: figures stay comparable across machines.
     config = load_config(config_path, [*TRAIN_OVERRIDES, *overrides, f"train.device={device.type}"], per_device=False)

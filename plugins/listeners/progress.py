@@ -18,7 +18,7 @@ from framegru.metrics import format_metrics
 
 def device_summary(runner: Any) -> str:
     """``cpu (AVX-512 BF16/AMX: yes; training in fp32)``: the device and the precision training runs in."""
-    from framegru.runner import cpu_has_native_bf16  # at first use: listing plugins need not import the runner
+    from framegru.device import cpu_has_native_bf16
 
     train = runner.config.train
     if runner.device.type == "cpu":

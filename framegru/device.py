@@ -1,0 +1,40 @@
+"""The device a run uses and the precision it computes in."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from . import distributed
+from .config import device_type
+from .errors import UsageError
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("train.device=cuda but CUDA is not available here; use train.device=auto or cpu")
+    name = device_type(name)  # the same resolution that chose the config's per_device section
+    if name == "cuda" and distributed.is_distributed():
+        return torch.device("cuda", distributed.local_rank())
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, amp: bool, cpu_bf16: bool | str = False):
+    """bf16 autocast (no loss scaling needed) on CUDA with ``amp``, on the CPU with ``cpu_bf16``.
+
+    Training passes ``train.cpu_bf16``; evaluation on the CPU stays fp32, the precision that
+    ``predict`` and ``classify-still`` run in, so reported figures are what users get.
+    """
+    if cpu_bf16 == "auto":
+        cpu_bf16 = cpu_has_native_bf16()
+    if (device.type == "cuda" and amp) or (device.type == "cpu" and cpu_bf16):
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX. Without either, CPU bf16 autocast is emulated: training steps of the shipped
+    models took 12-13x as long as in fp32 on an AVX2-only EPYC (and 0.6x as long with AVX-512 BF16)."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check) or not any(checks)  # a torch without the probes: don't guess
