@@ -122,6 +122,9 @@ class Config(Strict):
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = TrainConfig()
+    # Options of the task the head serves (``task.l1_weight=0.1`` for next-frame prediction); the task
+    # checks them as a component checks its own.
+    task: dict[str, Any] = {}
     run: RunConfig = RunConfig()
     # How load_config resolved this config: the per_device section it applied and what it said about it.
     _origin: dict[str, Any] = PrivateAttr(default_factory=dict)

@@ -148,7 +148,7 @@ def build_model(config: Config, components: Components, info: DataInfo) -> Frame
         in_channels=engine.out_channels, info=info, stride=backbone.stride, **extra,
     )
     task_name = contracts.check_head_task(head, spec.head.name, components.tasks)
-    task = components.tasks.build(task_name, {}, key=f"task '{task_name}'", config=config, info=info)
+    task = components.tasks.build(task_name, config.task, key="task", config=config, info=info)
     task.name = task_name
     contracts.check_info(task, info, config.data.reader.name, spec.head.name)
     model = FrameModel(backbone, engine, head, task, info, flip_tta=spec.flip_tta)

@@ -170,3 +170,32 @@ def test_the_good_components_of_that_plugin_train(tmp_path, capfd):
                       f"train: {{max_steps: 2, batch_size: 2, eval_every: 2, device: cpu}}\nrun: {{dir: {tmp_path / 'run'}}}\n")
     assert main(["run", str(config)]) == 0
     assert torch.isfinite(torch.tensor(json.loads((tmp_path / "run" / "metrics.jsonl").read_text())["loss"]))
+
+
+def test_task_options_come_from_the_config_and_are_checked(tmp_path, capfd):
+    from framegru.config import load_config
+    from framegru.model import build_model
+    from framegru.plugin_manager import load_components
+
+    from kill_points import tiny_moving_mnist
+
+    components = load_components()
+    config_path = tmp_path / "mm.yaml"
+    config_path.write_text(json.dumps(tiny_moving_mnist(tmp_path / "run")))
+    info = build_reader_info(load_config(config_path), components)
+    model = build_model(load_config(config_path, ["task.l1_weight=0.5"]), components, info)
+    output, video = torch.rand(2, 5, 1, 32, 32), torch.rand(2, 6, 1, 32, 32)
+    expected = (output - video[:, 1:]).square().mean() + 0.5 * (output - video[:, 1:]).abs().mean()
+    assert model.task.loss(output, {"video": video}) == pytest.approx(expected.item(), rel=1e-6)
+    plain = build_model(load_config(config_path), components, info)
+    assert plain.task.loss(output, {"video": video}) == pytest.approx((output - video[:, 1:]).square().mean().item())
+    code = main(["run", str(config_path), "task.l2_weight=1"])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["framegru: error: unknown option 'task.l2_weight' for task 'predict' — did you mean "
+                                 "'l1_weight'? (options: l1_weight)"], err
+
+
+def build_reader_info(config, components):
+    from framegru.batches import build_reader
+
+    return build_reader(config, components, "val").info

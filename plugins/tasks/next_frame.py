@@ -16,8 +16,9 @@ from framegru.tasks import Task
 class NextFramePrediction(Task):
     """Next-frame prediction: read the context frames, then predict each later frame from the model's own output.
 
-    Training: MSE over every predicted frame, with scheduled sampling (each later frame is the true one with
-    a probability that falls from 1 to 0 over the first ``train.scheduled_sampling`` of the steps).
+    Training: MSE over every predicted frame (plus ``l1_weight`` times the mean absolute error), with
+    scheduled sampling (each later frame is the true one with a probability that falls from 1 to 0 over
+    the first ``train.scheduled_sampling`` of the steps).
     Evaluation: MSE, MAE, SSIM and PSNR (OpenSTL's definitions) of the frames after the context; ``best``
     has the lowest MSE.
     """
@@ -27,6 +28,12 @@ class NextFramePrediction(Task):
     count_metric = "sequences"
     output_name = "next_frame"
     next_frames = True
+
+    def __init__(self, *, config, info, l1_weight: float = 0.0):
+        super().__init__(config=config, info=info)
+        if l1_weight < 0:
+            raise ValueError(f"l1_weight must be >= 0, got {l1_weight}")
+        self.l1_weight = l1_weight
 
     def forward(self, model: nn.Module, batch: dict[str, Tensor], *, step: int | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
@@ -41,7 +48,9 @@ class NextFramePrediction(Task):
         return max(0.0, 1.0 - step / ramp) if ramp > 0 else 0.0
 
     def loss(self, output: Tensor, batch: dict[str, Tensor]) -> Tensor:
-        return F.mse_loss(output.float(), batch["video"][:, 1:].float())
+        output, target = output.float(), batch["video"][:, 1:].float()
+        loss = F.mse_loss(output, target)
+        return loss + self.l1_weight * F.l1_loss(output, target) if self.l1_weight else loss
 
     def evaluation_output(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         """The frames after the context, each predicted from the model's own outputs: ``[B, future, C, H, W]``."""
