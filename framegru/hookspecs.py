@@ -37,7 +37,8 @@ Factories are called with keyword arguments only:
   ``skip_channels`` the factory also gets ``skip_channels=`` and the head is called as
   ``head(x, skips)`` with each skip map ``[B, T, C_i, H_i, W_i]``; a head without that argument is
   refused with such a backbone, in one line.
-* task: ``factory(*, config, info) -> Task``, a :class:`framegru.tasks.Task` (subclass it): how the
+* task: ``factory(*, config, info, **options) -> Task``, a :class:`framegru.tasks.Task` (subclass it),
+  with ``options`` from the config's ``task:`` section: how the
   model runs on a batch in training and evaluation, the loss, the metrics, the metric that picks
   ``best``, what it needs from a reader (``DataInfo`` fields, item keys), its pictures, and whether
   ``predict``/``webcam``/``classify-still`` apply (``next_frames``, ``class_scores``). The core calls

@@ -30,9 +30,9 @@ class Metrics(Protocol):
 class Task:
     """The base of a task: subclass it and override what differs.
 
-    A task factory is called as ``factory(*, config, info)``: the run's resolved
-    :class:`~framegru.config.Config` and the reader's :class:`~framegru.data.DataInfo`. Registration sets
-    :attr:`name`.
+    A task factory is called as ``factory(*, config, info, **options)``: the run's resolved
+    :class:`~framegru.config.Config`, the reader's :class:`~framegru.data.DataInfo` and the config's
+    ``task:`` options (its keyword arguments, checked as a component's are). Building sets :attr:`name`.
 
     Class attributes say what the task needs and gives:
 
