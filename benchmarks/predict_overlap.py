@@ -73,7 +73,7 @@ def main() -> None:
     torch.set_num_threads(model_threads(args.threads))
     components = load_components()
     if args.checkpoint:
-        model = open_model(args.checkpoint, components, torch.device("cpu"), task="predict")
+        model = open_model(args.checkpoint, components, torch.device("cpu"), needs="next_frames")
     else:
         model = build_model(load_config(args.config), components, DataInfo(**json.loads(args.info))).eval()
     info = model.info
