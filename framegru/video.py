@@ -348,28 +348,6 @@ def read_clip(path: str | Path, times: Sequence[float], *, size: Sequence[int], 
     return np.stack(clip)
 
 
-_TO_I420 = {"rgb24": cv2.COLOR_RGB2YUV_I420, "bgr24": cv2.COLOR_BGR2YUV_I420}
-
-
-def to_yuv420(image: np.ndarray, pixel_format: str, scale: int, width: int, height: int) -> np.ndarray:
-    """``uint8 [H, W, C]`` -> the I420 planes ``[height * 3 / 2, width]`` an H.264 encoder takes: enlarged
-    ``scale`` times (nearest neighbour), the edge repeated up to the even ``width`` and ``height``.
-
-    OpenCV's BT.601 limited-range conversion, as FFmpeg's scaler does by default (the planes differ by at
-    most one level), at about half its cost: 0.18-0.19 CPU ms a frame against 0.27-0.41 for a 128x64 RGB
-    frame enlarged to 512x256 (AMD EPYC, 300 frames, 3 rounds, the VideoFrame included). On a 2-core
-    machine the encoder thread's time is taken from the model's.
-    """
-    if pixel_format == "gray8" or image.shape[2] == 1:
-        image, pixel_format = cv2.cvtColor(np.ascontiguousarray(image[:, :, 0]), cv2.COLOR_GRAY2RGB), "rgb24"
-    if scale > 1:
-        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    bottom, right = height - image.shape[0], width - image.shape[1]
-    if bottom or right:
-        image = cv2.copyMakeBorder(image, 0, bottom, 0, right, cv2.BORDER_REPLICATE)
-    return cv2.cvtColor(image, _TO_I420[pixel_format])
-
-
 class VideoWriter:
     """Encode frames to a video file in a background thread; ``path`` holds a whole video or nothing.
 
@@ -452,8 +430,9 @@ class VideoWriter:
                 image, at = item
                 if self._stream is None:
                     self._open_stream(*image.shape[:2])
-                planes = to_yuv420(image, self.pixel_format, self.scale, self._stream.width, self._stream.height)
-                frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+                frame = av.VideoFrame.from_ndarray(image[:, :, 0] if image.shape[2] == 1 else image, format=self.pixel_format)
+                frame = frame.reformat(width=self._stream.width, height=self._stream.height, format="yuv420p",
+                                       interpolation="POINT")
                 pts = max(round(at * 1000), self._last_pts + 1)  # strictly increasing, whatever the clock did
                 frame.pts, frame.time_base, self._last_pts = pts, Fraction(1, 1000), pts
                 for packet in self._stream.encode(frame):
