@@ -32,6 +32,9 @@ def resolved(config: Config, components: Components) -> dict[str, Any]:
         spec = out[section][key]
         defaults = component_options(components, kind, spec["name"])
         out[section][key] = {"name": spec["name"], **defaults, **{k: v for k, v in spec.items() if k != "name"}}
+    task = getattr(components.heads.get(config.model.head.name).factory, "task", None)
+    if isinstance(task, str) and task in components.tasks:  # the task a head class names (known before it is built)
+        out["task"] = {**component_options(components, "task", task), **out.get("task", {})}
     reader = out["data"]["reader"]
     if out["data"].get("size") is not None and "size" in reader and "size" not in config.data.reader.options:
         reader["size"] = out["data"]["size"]  # what the reader is given (batches.build_reader)
