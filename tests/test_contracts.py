@@ -13,6 +13,14 @@ COMPONENTS = load_components()
 # Options a component needs to be cheap in a test (defaults are sized for real data).
 TINY = {"resnet": {"stages": 1, "small_input": True}, "conv": {"channels": [4, 6]},
         "vgg": {"stem": 4, "channels": [4, 6], "pools": 2}}
+# Heads that move the pixels of the frame just read: behind `identity` with `skips: true`, their one skip
+# map is that frame.
+FRAME_SKIP = {"warp"}
+
+
+def frame_skip(name: str, frames: torch.Tensor) -> tuple[dict, tuple]:
+    """The extra factory options and call arguments of head ``name`` given the frames ``[B, T, C, H, W]``."""
+    return ({"skip_channels": [frames.shape[2]]}, ([frames],)) if name in FRAME_SKIP else ({}, ())
 
 
 @pytest.mark.parametrize("name", COMPONENTS.backbones.names())
@@ -38,9 +46,12 @@ def test_backbone_contract(name, channels):
 def test_head_contract(name):
     torch.manual_seed(0)
     info = DataInfo(channels=3, height=8, width=8, classes=["a", "b", "c"], context=2, future=2)
-    head = COMPONENTS.heads.build(name, {}, key="test", in_channels=5, info=info, stride=2)
+    extra, skips = frame_skip(name, torch.rand(2, 4, 3, 8, 8))
+    head = COMPONENTS.heads.build(name, {}, key="test", in_channels=5, info=info, stride=2, **extra)
     x = torch.randn(2, 4, 5, 4, 4, requires_grad=True)
-    y = head.eval()(x)
+    if name in FRAME_SKIP:  # its last layer starts at zero (no flow): give x a path to the output
+        torch.nn.init.normal_(head.decode[2].weight, std=0.1)
+    y = head.eval()(x, *skips)
     if head.task == "classify":
         assert y.shape == (2, 3)
     else:
@@ -57,9 +68,13 @@ def test_head_with_skip_maps_uses_them(name):
     """A head that takes skip maps draws from them: their gradient is not zero."""
     torch.manual_seed(0)
     info = DataInfo(channels=1, height=8, width=8, context=2, future=2)
-    head = COMPONENTS.heads.build(name, {}, key="test", in_channels=5, info=info, stride=4, skip_channels=[3, 4])
     x = torch.randn(2, 4, 5, 2, 2)
-    skips = [torch.randn(2, 4, 3, 8, 8, requires_grad=True), torch.randn(2, 4, 4, 4, 4, requires_grad=True)]
+    if name in FRAME_SKIP:
+        skips = [torch.rand(2, 4, 1, 8, 8, requires_grad=True)]
+    else:
+        skips = [torch.randn(2, 4, 3, 8, 8, requires_grad=True), torch.randn(2, 4, 4, 4, 4, requires_grad=True)]
+    head = COMPONENTS.heads.build(name, {}, key="test", in_channels=5, info=info, stride=4,
+                                  skip_channels=[s.shape[2] for s in skips])
     y = head.train()(x, skips)
     assert y.shape == (2, 4, 1, 8, 8)
     y.square().sum().backward()

@@ -138,6 +138,25 @@ def test_every_registered_backbone_exports_in_a_streaming_step(name, tmp_path):
     assert_steps_match(model, session, torch.rand(2, 2, 1, 16, 16))
 
 
+def test_a_warp_head_model_exports_and_steps_as_in_pytorch(tmp_path):
+    """The frame goes around the ConvGRU to the head (identity with skips) and is moved by grid sampling."""
+    info = DataInfo(channels=1, height=16, width=16, context=2, future=2)
+    spec = {"backbone": {"name": "identity", "patch": 4, "skips": True}, "engine": {"hidden": [6, 4]},
+            "head": {"name": "warp", "width": 8}}
+    config = validate({"data": {"reader": {"name": "video", "frames": 4, "context": 2}}, "model": spec}, "test")
+    torch.manual_seed(0)
+    model = build_model(config, load_components(), info)
+    with torch.no_grad():
+        for p in model.head.parameters():  # away from the zero start: flows of a few pixels, masks between 0 and 1
+            p.normal_(std=0.3)
+    ckpt = tmp_path / "warp.safetensors"
+    checkpoint.save(ckpt, model.state_dict(), config=config.to_dict(), info=info.to_dict(), step=0)
+    session = export(ckpt, tmp_path / "warp.onnx")
+    torch.manual_seed(1)
+    got = assert_steps_match(load_model(ckpt, load_components()), session, torch.rand(4, 2, 1, 16, 16))
+    assert got.std() > 0.01
+
+
 def test_metadata_carries_what_a_deployer_needs(two_layer, tmp_path):
     export(two_layer, tmp_path / "step.onnx")
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "step.onnx")).metadata_props}
