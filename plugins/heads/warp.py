@@ -42,7 +42,6 @@ class WarpHead(nn.Module):
             raise ValueError("needs the frame itself as its one skip map: use backbone 'identity' with skips: true")
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
-        self.channels = info.channels
         outputs = 2 + 1 + info.channels  # flow (x, y), mask logit, drawn pixels
         self.decode = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1),
@@ -60,14 +59,14 @@ class WarpHead(nn.Module):
         frames = skips[0].flatten(0, 1).float()
         flow, mask, drawn = out[:, :2], torch.sigmoid(out[:, 2:3]), out[:, 3:]
         moved = F.grid_sample(frames, sampling_grid(flow), mode="bilinear", padding_mode="zeros", align_corners=False)
-        frames = (mask * moved + (1 - mask) * drawn).unflatten(0, (b, t))
-        return frames if self.training else frames.clamp(0, 1)
+        predicted = (mask * moved + (1 - mask) * drawn).unflatten(0, (b, t))
+        return predicted if self.training else predicted.clamp(0, 1)
 
 
 def sampling_grid(flow: Tensor) -> Tensor:
     """``flow [N, 2, H, W]`` in pixels (x, y: where each output pixel is taken from, relative to itself)
     -> ``grid_sample``'s grid ``[N, H, W, 2]`` in normalized coordinates (``align_corners=False``)."""
-    n, _, h, w = flow.shape
+    h, w = flow.shape[-2:]
     ys = torch.arange(h, device=flow.device, dtype=flow.dtype)
     xs = torch.arange(w, device=flow.device, dtype=flow.dtype)
     x = (xs[None, None, :] + flow[:, 0] + 0.5) * (2 / w) - 1
