@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import pytest
 import yaml
@@ -53,6 +55,33 @@ def test_a_budgeted_run_fixes_its_steps_and_resumes_with_them(config_path, tmp_p
     run_config(resumed, components_for(resumed), resume=True, listeners=[Notes()])
     assert resumed.train.max_steps == written["max_steps"]
     assert any("nothing to train" in str(note) for note in notes)
+
+
+def test_the_probe_times_an_evaluation_after_a_warm_up_one(config_path, tmp_path, monkeypatch):
+    # The first evaluation call pays one-off costs; counted once per evaluation it once made a 5-second
+    # evaluation look like 24 and shortened the run it sized.
+    calls = []
+
+    def slow_first_call(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == 1:
+            time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    real = budget.evaluate
+    monkeypatch.setattr(budget, "evaluate", slow_first_call)
+    path = budgeted(config_path, tmp_path, time_budget_minutes=0.05, max_steps=12, eval_every=4, eval_batches=4)
+    config = load_config(path)
+    notes = []
+
+    class Notes:
+        @hookimpl
+        def framegru_run_note(self, message):
+            notes.append(str(message))
+
+    run_config(config, components_for(config), listeners=[Notes()])
+    line = next(note for note in notes if "an evaluation here" in note)
+    assert len(calls) == 2 and float(re.search(r"([\d.]+) s an evaluation here", line).group(1)) < 0.5
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "abc"])
