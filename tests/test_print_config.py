@@ -20,11 +20,11 @@ def test_config_prints_every_default_and_component_option(capsys):
     assert "# per_device.cpu applied (train.device resolved to cpu): model.backbone.patch: 8" in out
     config = yaml.safe_load(out)
     assert config["train"]["lr"] == 0.002 and config["train"]["checkpoint_minutes"] == 5.0  # a default
-    assert config["model"]["engine"]["hidden"] == [128, 128]  # from the cpu section
+    assert config["model"]["engine"]["hidden"] == [96, 96] and config["model"]["head"]["name"] == "warp"  # the cpu section
     assert config["train"]["time_budget_minutes"] == 55 and config["train"]["cpu_bf16"] == "auto"
     assert config["data"]["reader"]["seed"] == 0 and config["data"]["reader"]["size"] == 64  # reader defaults
     assert config["model"]["head"]["width"] == 128  # set by the file
-    assert config["task"] == {"l1_weight": 0.0}  # the options of the task the head serves (next_frame: predict)
+    assert config["task"] == {"l1_weight": 0.0}  # the options of the task the head serves (warp: predict)
     assert "per_device" not in config
     assert main(["config", str(ROOT / "configs" / "moving_mnist.yaml"), "task.l1_weight=0.1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["task"] == {"l1_weight": 0.1}
