@@ -1,11 +1,11 @@
 """``train.time_budget_minutes``: a run sized to the machine it runs on.
 
 The same config trains for about the same time on a 2-core laptop and on an AVX-512 server: before the
-first step the run times a few training steps and an evaluation batch (each after a warm-up one) of its own
-model on its own data, then fixes ``max_steps`` (and the evaluation and checkpoint cadence, keeping their number) to fit
-the budget. The schedule, warm-up and scheduled sampling follow ``max_steps`` as usual. The chosen
-values are written to ``run.dir/config.yaml`` and into every checkpoint, and ``--resume`` takes them
-from ``last``, so a resumed run is the run it would have been.
+first step the run times a few training steps and an evaluation batch (each after a warm-up one) of its
+own model on its own data, then fixes ``max_steps`` (and the evaluation and checkpoint cadence, keeping
+their number) to fit the budget. The schedule, warm-up and scheduled sampling follow ``max_steps`` as
+usual. The chosen values are written to ``run.dir/config.yaml`` and into every checkpoint, and
+``--resume`` takes them from ``last``, so a resumed run is the run it would have been.
 """
 
 from __future__ import annotations
@@ -80,13 +80,11 @@ def measure(runner) -> tuple[float, float]:
             optimizer.step()
             _sync(runner.device)
             times.append(time.perf_counter() - tic)
-        eval_times = []
-        for _ in range(2):  # the first call pays one-off costs (eval-mode kernels, clamping paths): not typical
+        for _ in range(2):  # the second call is timed: the first pays the evaluation's one-off costs, as above
             tic = time.perf_counter()
             evaluate(model, iter([_batch(runner.val_set, range(size), runner.device)]), runner.device, runner.autocast)
             _sync(runner.device)
-            eval_times.append(time.perf_counter() - tic)
-        eval_batch = eval_times[-1]
+            eval_batch = time.perf_counter() - tic
     batches = math.ceil(len(runner.val_set) / (size * distributed.world_size()))
     if config.train.eval_batches is not None:
         batches = min(batches, config.train.eval_batches)

@@ -60,7 +60,7 @@ def test_a_budgeted_run_fixes_its_steps_and_resumes_with_them(config_path, tmp_p
 def test_the_probe_times_an_evaluation_after_a_warm_up_one(config_path, tmp_path, monkeypatch):
     # The first evaluation call pays one-off costs; counted once per evaluation it once made a 5-second
     # evaluation look like 24 and shortened the run it sized.
-    calls = []
+    calls, real = [], budget.evaluate
 
     def slow_first_call(*args, **kwargs):
         calls.append(None)
@@ -68,7 +68,6 @@ def test_the_probe_times_an_evaluation_after_a_warm_up_one(config_path, tmp_path
             time.sleep(1.0)
         return real(*args, **kwargs)
 
-    real = budget.evaluate
     monkeypatch.setattr(budget, "evaluate", slow_first_call)
     path = budgeted(config_path, tmp_path, time_budget_minutes=0.05, max_steps=12, eval_every=4, eval_batches=4)
     config = load_config(path)
