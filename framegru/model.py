@@ -85,24 +85,28 @@ class FrameModel(nn.Module):
         out, _ = self.engine(still_to_rows(features))  # rows: [B, h, C', 1, w]
         return self.head(out)
 
-    def rollout(self, video: Tensor, context: int, teacher: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+    def rollout(self, video: Tensor, context: int, teacher: float = 0.0, generator: torch.Generator | None = None,
+                context_teacher: float = 1.0) -> Tensor:
         """Predict frames ``1 .. T-1`` of ``video`` ``[B, T, C, H, W]``.
 
         The first ``context`` frames are read; every later frame is predicted from the model's own
         previous prediction, except that during training each sample of a step is fed the true frame
         with probability ``teacher`` (scheduled sampling), drawn from the CPU ``generator`` (default: the
-        global RNG). Returns ``[B, T-1, C, H, W]``.
+        global RNG). With ``context_teacher`` below 1 (PredRNN-v2's reverse scheduled sampling) each
+        context frame after the first is, per sample, the true one only with that probability and the
+        model's own prediction otherwise, so the context is read frame by frame instead of in one
+        batched call. Returns ``[B, T-1, C, H, W]``.
         """
-        t_total = video.shape[1]
-        features, skips = self.encode(video[:, :context])
-        out, state = self.engine(features)
-        preds = [self.decode(out, skips)]  # predictions of frames 1 .. context
-        frame = preds[0][:, -1]
-        for t in range(context, t_total - 1):
-            if teacher > 0:
-                draws = torch.rand(frame.shape[0], 1, 1, 1, generator=generator)  # on the CPU, where it lives
-                use_truth = draws.to(frame.device) < teacher
-                frame = torch.where(use_truth, video[:, t], frame)
+        if context_teacher >= 1:  # the true context: the backbone and the ConvGRU read it all in one call
+            features, skips = self.encode(video[:, :context])
+            out, state = self.engine(features)
+            preds, start = [self.decode(out, skips)], context
+        else:
+            frame, state = self.predict_next(video[:, 0])
+            preds, start = [frame[:, None]], 1
+        for t in range(start, video.shape[1] - 1):
+            truth = context_teacher if t < context else teacher
+            frame = _sampled(video[:, t], preds[-1][:, -1], truth, generator)
             frame, state = self.predict_next(frame, state)
             preds.append(frame[:, None])
         return torch.cat(preds, dim=1)
@@ -112,6 +116,15 @@ class FrameModel(nn.Module):
         features, skips = self.features(frame)
         y, state = self.engine.step(features, state)
         return self.decode(y[:, None], [s[:, None] for s in skips])[:, 0], state
+
+
+def _sampled(truth: Tensor, own: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
+    """Per sample, the true frame with probability ``p`` and the model's own otherwise (``[B, C, H, W]``).
+    Draws only when ``p > 0``, so that runs without teacher forcing consume no random numbers."""
+    if p <= 0:
+        return own
+    draws = torch.rand(own.shape[0], 1, 1, 1, generator=generator)  # on the CPU, where the generator lives
+    return torch.where(draws.to(own.device) < p, truth, own)
 
 
 def engine_from_config(config: Config, in_channels: int, still: bool) -> ConvGRU:

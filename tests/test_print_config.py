@@ -24,10 +24,10 @@ def test_config_prints_every_default_and_component_option(capsys):
     assert config["train"]["time_budget_minutes"] == 55 and config["train"]["cpu_bf16"] == "auto"
     assert config["data"]["reader"]["seed"] == 0 and config["data"]["reader"]["size"] == 64  # reader defaults
     assert config["model"]["head"]["width"] == 128  # set by the file
-    assert config["task"] == {"l1_weight": 0.0}  # the options of the task the head serves (warp: predict)
+    assert config["task"] == {"l1_weight": 0.0, "reverse_sampling": 0.0}  # the options of the task the head serves (warp: predict)
     assert "per_device" not in config
     assert main(["config", str(ROOT / "configs" / "moving_mnist.yaml"), "task.l1_weight=0.1", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["task"] == {"l1_weight": 0.1}
+    assert json.loads(capsys.readouterr().out)["task"] == {"l1_weight": 0.1, "reverse_sampling": 0.0}
 
 
 def test_config_json_and_a_switched_reader(capsys):

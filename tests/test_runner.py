@@ -133,11 +133,11 @@ class KillAt:
             raise KeyboardInterrupt
 
 
-def test_resume_equals_uninterrupted(config_path, tmp_path):
-    whole = load_config(config_path, [f"run.dir={tmp_path / 'whole'}", "train.scheduled_sampling=0.5"])
+@pytest.mark.parametrize("sampling", ["train.scheduled_sampling=0.5", "task.reverse_sampling=0.5"])
+def test_resume_equals_uninterrupted(config_path, tmp_path, sampling):
+    whole = load_config(config_path, [f"run.dir={tmp_path / 'whole'}", sampling])
     run_config(whole, components_for(whole))
-    split = load_config(config_path, [f"run.dir={tmp_path / 'split'}", "train.scheduled_sampling=0.5",
-                                      "train.checkpoint_every=4"])
+    split = load_config(config_path, [f"run.dir={tmp_path / 'split'}", sampling, "train.checkpoint_every=4"])
     with pytest.raises(KeyboardInterrupt):
         run_config(split, components_for(split), listeners=[KillAt(9)])  # dies during step 10
     assert checkpoint.load(tmp_path / "split" / "last.safetensors").step == 8

@@ -192,4 +192,4 @@ def test_task_options_come_from_the_config_and_are_checked(tmp_path):
     assert plain.task.loss(output, {"video": video}) == pytest.approx((output - video[:, 1:]).square().mean().item())
     with pytest.raises(UsageError) as raised:
         build_model(load_config(config_path, ["task.l2_weight=1"]), components, info)
-    assert str(raised.value) == "unknown option 'task.l2_weight' for task 'predict' — did you mean 'l1_weight'? (options: l1_weight)"
+    assert str(raised.value) == "unknown option 'task.l2_weight' for task 'predict' — did you mean 'l1_weight'? (options: l1_weight, reverse_sampling)"

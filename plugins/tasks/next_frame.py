@@ -18,7 +18,11 @@ class NextFramePrediction(Task):
 
     Training: MSE over every predicted frame (plus ``l1_weight`` times the mean absolute error), with
     scheduled sampling (each later frame is the true one with a probability that falls from 1 to 0 over
-    the first ``train.scheduled_sampling`` of the steps).
+    the first ``train.scheduled_sampling`` of the steps). ``reverse_sampling`` > 0 replaces that with
+    PredRNN-v2's reverse scheduled sampling over that fraction of the steps: each context frame after
+    the first is the true one with a probability rising from 0.5 to 1 (before, the model's own
+    prediction), each later frame with one falling from 0.5 to 0, so the model learns early on to
+    carry the motion through its own outputs instead of leaning on the true context.
     Evaluation: MSE, MAE, SSIM and PSNR (OpenSTL's definitions) of the frames after the context; ``best``
     has the lowest MSE.
     """
@@ -29,23 +33,29 @@ class NextFramePrediction(Task):
     output_name = "next_frame"
     next_frames = True
 
-    def __init__(self, *, config, info, l1_weight: float = 0.0):
+    def __init__(self, *, config, info, l1_weight: float = 0.0, reverse_sampling: float = 0.0):
         super().__init__(config=config, info=info)
         if l1_weight < 0:
             raise ValueError(f"l1_weight must be >= 0, got {l1_weight}")
-        self.l1_weight = l1_weight
+        if not 0 <= reverse_sampling <= 1:
+            raise ValueError(f"reverse_sampling must be a fraction of the steps in [0, 1], got {reverse_sampling}")
+        self.l1_weight, self.reverse_sampling = l1_weight, reverse_sampling
 
     def forward(self, model: nn.Module, batch: dict[str, Tensor], *, step: int | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
         """Frames ``1 .. T-1`` of ``batch["video"]`` ``[B, T, C, H, W]``: ``[B, T-1, C, H, W]``."""
-        teacher = 0.0 if step is None else self.teacher(step)
-        return model.rollout(batch["video"], self.info.context, teacher=teacher, generator=generator)
+        context_teacher, teacher = (1.0, 0.0) if step is None else self.teacher(step)
+        return model.rollout(batch["video"], self.info.context, teacher=teacher, generator=generator,
+                             context_teacher=context_teacher)
 
-    def teacher(self, step: int) -> float:
-        """The probability of feeding the true frame at ``step``: 1 falling linearly to 0."""
+    def teacher(self, step: int) -> tuple[float, float]:
+        """The probabilities of feeding the true frame at ``step``, within the context and after it."""
         train = self.config.train
+        if self.reverse_sampling > 0:
+            progress = min(1.0, step / (self.reverse_sampling * train.max_steps))
+            return 0.5 + 0.5 * progress, 0.5 * (1 - progress)
         ramp = train.scheduled_sampling * train.max_steps
-        return max(0.0, 1.0 - step / ramp) if ramp > 0 else 0.0
+        return 1.0, (max(0.0, 1.0 - step / ramp) if ramp > 0 else 0.0)
 
     def loss(self, output: Tensor, batch: dict[str, Tensor]) -> Tensor:
         output, target = output.float(), batch["video"][:, 1:].float()
