@@ -105,8 +105,8 @@ class FrameModel(nn.Module):
             frame, state = self.predict_next(video[:, 0])
             preds, start = [frame[:, None]], 1
         for t in range(start, video.shape[1] - 1):
-            truth = context_teacher if t < context else teacher
-            frame = _sampled(video[:, t], preds[-1][:, -1], truth, generator)
+            p_true = context_teacher if t < context else teacher
+            frame = _sampled(video[:, t], preds[-1][:, -1], p_true, generator)
             frame, state = self.predict_next(frame, state)
             preds.append(frame[:, None])
         return torch.cat(preds, dim=1)
