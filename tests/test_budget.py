@@ -83,6 +83,25 @@ def test_the_probe_times_an_evaluation_after_a_warm_up_one(config_path, tmp_path
     assert len(calls) == 2 and float(re.search(r"([\d.]+) s an evaluation here", line).group(1)) < 0.5
 
 
+@pytest.mark.parametrize(("minutes", "timed"), [(0.05, (budget.TIMED_STEPS, budget.TIMED_STEPS)), (10, (6, 26))])
+def test_the_probe_times_steps_for_a_hundredth_of_the_budget(config_path, tmp_path, monkeypatch, minutes, timed):
+    # A 3-second budget times the fewest steps; a 10-minute one keeps timing them for 6 s, here capped at
+    # 0.5 s: more than the fewest of these steps of at least 0.02 s, and at most 0.5 s / 0.02 s + 1.
+    from framegru.runner import Runner
+
+    monkeypatch.setattr(budget, "PROBE_SECONDS", 0.5)
+    sleeps = iter([0.3] + [0.02] * 100)  # the warm-up step is slow and not counted
+    real_batch = budget._batch
+    monkeypatch.setattr(budget, "_batch", lambda *args: (time.sleep(next(sleeps)), real_batch(*args))[1])
+    config = load_config(budgeted(config_path, tmp_path, time_budget_minutes=minutes))
+    runner = Runner(config, components_for(config))
+    runner._build()
+    step_s, _ = budget.measure(runner)
+    steps = 101 - sum(1 for _ in sleeps) - 1 - 2  # _batch calls: the warm-up step, the timed ones, two evaluations
+    assert timed[0] <= steps <= timed[1]
+    assert 0.02 <= step_s < 0.3  # the timed steps' pace, without the warm-up
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "abc"])
 def test_a_bad_budget_is_one_line(config_path, value):
     from framegru.errors import UsageError
