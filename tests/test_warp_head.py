@@ -16,26 +16,21 @@ COMPONENTS = load_components()
 INFO = DataInfo(channels=1, height=16, width=16, context=3, future=3)
 
 
-def warp_head(flow_x: float, flow_y: float, mask_logit: float, drawn: float = 0.0, coarse_flow: bool = False):
-    """A warp head whose output is the same everywhere: this flow (pixels), mask and drawn value; with
-    ``coarse_flow`` the flow is the cells' one, upsampled, and each pixel's own flow is 0."""
-    head = COMPONENTS.heads.build("warp", {"width": 4, "coarse_flow": coarse_flow}, key="test", in_channels=3,
-                                  info=INFO, stride=4, skip_channels=[1])
-    own = (0.0, 0.0) if coarse_flow else (flow_x, flow_y)
+def warp_head(flow_x: float, flow_y: float, mask_logit: float, drawn: float = 0.0):
+    """A warp head whose output is the same everywhere: this flow (pixels), mask and drawn value."""
+    head = COMPONENTS.heads.build("warp", {"width": 4}, key="test", in_channels=3, info=INFO, stride=4,
+                                  skip_channels=[1])
+    last = head.decode[2]
     with torch.no_grad():
-        head.decode[2].weight.zero_()
-        head.decode[2].bias.copy_(torch.tensor([*own, mask_logit, drawn]).repeat_interleave(16))
-        if coarse_flow:
-            head.coarse.weight.zero_()
-            head.coarse.bias.copy_(torch.tensor([flow_x, flow_y]))
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([flow_x, flow_y, mask_logit, drawn]).repeat_interleave(16))
     return head.eval()
 
 
-@pytest.mark.parametrize("coarse_flow", [False, True])
-def test_a_flow_moves_the_frame_by_that_many_pixels(coarse_flow):
+def test_a_flow_moves_the_frame_by_that_many_pixels():
     frames = torch.zeros(1, 1, 1, 16, 16)
     frames[..., 5, 9] = 1.0  # one bright pixel at row 5, column 9
-    moved = warp_head(flow_x=2, flow_y=-1, mask_logit=30, coarse_flow=coarse_flow)(torch.randn(1, 1, 3, 4, 4), [frames])
+    moved = warp_head(flow_x=2, flow_y=-1, mask_logit=30)(torch.randn(1, 1, 3, 4, 4), [frames])
     # output pixel (y, x) is taken from (y - 1, x + 2): the bright pixel lands at row 6, column 7
     expected = torch.zeros_like(frames)
     expected[..., 6, 7] = 1.0

@@ -29,9 +29,6 @@ class WarpHead(nn.Module):
         stride: the backbone's stride, undone by pixel shuffle.
         skip_channels: given by framegru: the backbone's one skip map, the frame (``info.channels``).
         width: channels of the hidden layer.
-        coarse_flow: add to each pixel's flow one flow per grid cell, smoothly upsampled: all the pixels of
-            a cell (most often parts of one digit or object) then learn one motion together, where a
-            pixel's own flow learns only from the edges it lands on.
 
     ``[B, T, C, h, w]`` and ``[frames [B, T, C_img, H, W]]`` ``-> [B, T, C_img, H, W]`` (in ``[0, 1]`` in eval mode).
     """
@@ -39,7 +36,7 @@ class WarpHead(nn.Module):
     task = "predict"
 
     def __init__(self, *, in_channels: int, info: DataInfo, stride: int, skip_channels: Sequence[int] = (),
-                 width: int = 128, coarse_flow: bool = False):
+                 width: int = 128):
         super().__init__()
         if tuple(skip_channels) != (info.channels,):
             raise ValueError("needs the frame itself as its one skip map: use backbone 'identity' with skips: true")
@@ -52,22 +49,15 @@ class WarpHead(nn.Module):
             nn.Conv2d(width, outputs * stride * stride, 1),
             nn.PixelShuffle(stride),
         )
-        self.stride = stride
-        self.coarse = nn.Conv2d(width, 2, 1) if coarse_flow else None
-        for last in (self.decode[2], self.coarse):
-            if last is not None:  # start as "copy the last frame, half drawn": no flow, mask 0.5
-                nn.init.zeros_(last.weight)
-                nn.init.zeros_(last.bias)
+        last = self.decode[2]
+        nn.init.zeros_(last.weight)  # start as "copy the last frame, half drawn": no flow, mask 0.5
+        nn.init.zeros_(last.bias)
 
     def forward(self, x: Tensor, skips: Sequence[Tensor]) -> Tensor:
         b, t = x.shape[:2]
-        hidden = self.decode[:2](x.flatten(0, 1))
-        out = self.decode[2:](hidden).float()  # grid sampling and blending in fp32 under autocast
+        out = self.decode(x.flatten(0, 1)).float()  # grid sampling and blending in fp32 under autocast
         frames = skips[0].flatten(0, 1).float()
         flow, mask, drawn = out[:, :2], torch.sigmoid(out[:, 2:3]), out[:, 3:]
-        if self.coarse is not None:
-            cells = self.coarse(hidden).float()
-            flow = flow + F.interpolate(cells, scale_factor=self.stride, mode="bilinear", align_corners=False)
         moved = F.grid_sample(frames, sampling_grid(flow), mode="bilinear", padding_mode="zeros", align_corners=False)
         predicted = (mask * moved + (1 - mask) * drawn).unflatten(0, (b, t))
         return predicted if self.training else predicted.clamp(0, 1)
