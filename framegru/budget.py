@@ -3,9 +3,11 @@
 The same config trains for about the same time on a 2-core laptop and on an AVX-512 server: before the
 first step the run times training steps of its own model on its own data for about ten seconds, and an
 evaluation batch (each after a warm-up one), then fixes ``max_steps`` (and the evaluation and checkpoint
-cadence, keeping their number) to fit the budget. The schedule, warm-up and scheduled sampling follow
-``max_steps`` as usual. The chosen values are written to ``run.dir/config.yaml`` and into every checkpoint, and
-``--resume`` takes them from ``last``, so a resumed run is the run it would have been.
+cadence, keeping their number) to fit the budget. About a minute in, before its first evaluation and
+checkpoint, it times its own steps and fixes them once more for the rest of the budget. The schedule,
+warm-up and scheduled sampling follow ``max_steps`` as usual. The chosen values are written to
+``run.dir/config.yaml`` and into every checkpoint, and ``--resume`` takes them from ``last``, so a resumed
+run is the run it would have been.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from .tasks import evaluate
 
 TIMED_STEPS = 3  # at least, after a warm-up step whose one-off costs (kernel selection, allocations) are not typical
 # Steps are timed for this long (or a hundredth of the budget if less), and their mean is the pace: on a
-# shared machine three steps missed the steady pace by up to 20% (0.39 s a step against 0.46), and the
-# run overran its budget by as much.
+# shared machine three-step probes of one model ranged from 0.41 to 0.50 s a step.
 PROBE_SECONDS = 10.0
 MAX_TIMED_STEPS = 100
+REFIT_SECONDS = 60.0  # then the run re-times itself on its own steps (see refit_step)
+LOOP_WARMUP_STEPS = 3  # the loop's first steps pay for start-up (workers, allocations): not timed
 MARGIN = 0.95  # steady state is rarely faster than the first timed steps; leave room for pictures and saves
 
 
@@ -46,18 +49,32 @@ class Plan:
                 f"evaluating every {self.eval_every:,}")
 
 
-def fit(config: Config, seconds_per_step: float, seconds_per_eval: float) -> Plan:
+def fit(config: Config, seconds_per_step: float, seconds_per_eval: float, *, done: int = 0,
+        spent: float = 0.0) -> Plan:
     """The step count and cadence that fit ``config.train.time_budget_minutes``, keeping the number of
-    evaluations the config asks for (``max_steps / eval_every``)."""
+    evaluations the config asks for (``max_steps / eval_every``). A run that re-times itself has trained
+    ``done`` steps in ``spent`` seconds of that budget already."""
     train = config.train
     evaluations = max(1, math.ceil(train.max_steps / train.eval_every))
-    budget = train.time_budget_minutes * 60 * MARGIN - evaluations * seconds_per_eval
-    eval_every = max(1, int(budget / seconds_per_step) // evaluations)
+    budget = train.time_budget_minutes * 60 * MARGIN - spent - evaluations * seconds_per_eval
+    eval_every = max(1, done + 1, int(done + budget / seconds_per_step) // evaluations)
     steps = eval_every * evaluations
     checkpoint_every = None
     if train.checkpoint_every:
         checkpoint_every = max(1, round(train.checkpoint_every * steps / max(train.max_steps, 1)))
     return Plan(seconds_per_step, seconds_per_eval, steps, eval_every, checkpoint_every)
+
+
+def refit_step(config: Config, plan: Plan) -> int | None:
+    """The step after which a fresh budgeted run re-times itself on its own steps, about a minute in
+    (a fiftieth of a shorter budget), before its first evaluation and checkpoint; None where there is no
+    such step. The probe runs beside no data workers, listeners or gradient clipping, and on a shared
+    machine missed the loop's pace by 15% (0.33 s a step against 0.38): enough to overrun the budget."""
+    train = config.train
+    seconds = min(REFIT_SECONDS, train.time_budget_minutes * 60 / 50, (train.checkpoint_minutes or math.inf) * 30)
+    step = max(LOOP_WARMUP_STEPS + TIMED_STEPS, round(seconds / plan.seconds_per_step))
+    first_save = min(plan.eval_every, plan.checkpoint_every or plan.eval_every)
+    return step if step < first_save else None
 
 
 def apply(config: Config, max_steps: int, eval_every: int, checkpoint_every: int | None) -> None:

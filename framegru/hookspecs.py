@@ -150,7 +150,8 @@ def framegru_run_step(run: Any, step: int, loss: float, lr: float, batch_size: i
 
     Args:
         run: the run, as in :func:`framegru_run_start`.
-        step: the number of steps done, from 1 to ``train.max_steps``.
+        step: the number of steps done, from 1 to ``train.max_steps`` (which a run with
+            ``train.time_budget_minutes`` fixes once more about a minute in: ``framegru.budget``).
         loss: the step's training loss, averaged over the global batch (the same on every rank).
         lr: the learning rate the step used.
         batch_size: the global batch: ``train.batch_size`` times the number of processes.

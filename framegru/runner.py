@@ -209,11 +209,15 @@ class Runner:
         start = self._resume() if resume else 0
         if not resume and self.config.train.init is not None:
             self._init_weights()
+        self._plan: budget.Plan | None = None
+        self._refit_at: int | None = None
         if not resume and self.config.train.time_budget_minutes:
-            plan = budget.fit(self.config, *budget.measure(self))
-            budget.apply(self.config, plan.max_steps, plan.eval_every, plan.checkpoint_every)
+            self._plan = budget.fit(self.config, *budget.measure(self))
+            budget.apply(self.config, self._plan.max_steps, self._plan.eval_every, self._plan.checkpoint_every)
+            self._refit_at = budget.refit_step(self.config, self._plan)
             if self.is_main:
-                self.events.note(plan.describe(self.config.train.time_budget_minutes, self.config.train.batch_size))
+                self.events.note(self._plan.describe(self.config.train.time_budget_minutes,
+                                                     self.config.train.batch_size))
         # A resumed run's config.yaml waits for its first checkpoint: a resume that fails before one (a
         # diverged loss) must leave the config that ``last`` was trained with.
         self._config_unwritten = True
@@ -221,6 +225,24 @@ class Runner:
             if not resume:
                 self._write_config()
         return start
+
+    def _refit(self, done: int, started: float, warm: tuple[int, float]) -> None:
+        """``train.time_budget_minutes``: fix the step count again at the pace of the loop's own steps
+        since ``warm`` (step, time); ``done`` steps took the seconds since ``started``. Rank 0's clock
+        decides for every rank. Before any checkpoint, so that ``last`` holds the count it ran with."""
+        assert self._plan is not None  # set with _refit_at
+        now = time.perf_counter()
+        pace = distributed.from_rank0((now - warm[1]) / (done - warm[0]))
+        spent = distributed.from_rank0(now - started)
+        plan = budget.fit(self.config, pace, self._plan.seconds_per_eval, done=done, spent=spent)
+        train = self.config.train
+        if plan.max_steps == train.max_steps:
+            return
+        budget.apply(self.config, plan.max_steps, plan.eval_every, plan.checkpoint_every)
+        if self.is_main:
+            self.events.note(f"re-timed on its first {done:,} steps: {pace:.3g} s a step, so {plan.max_steps:,} "
+                             f"steps x {train.batch_size} in all, evaluating every {plan.eval_every:,}")
+            self._write_config()
 
     def _write_config(self) -> None:
         path = self.dir / "config.yaml"
@@ -267,7 +289,6 @@ class Runner:
 
     def _loop(self, start: int, stop: StopRequest) -> dict[str, Any]:
         train = self.config.train
-        every_ckpt = train.checkpoint_every or train.eval_every
         save_after_s = (train.checkpoint_minutes or 0) * 60
         order = batch_order(len(self.train_set), train.batch_size, self.config.seed, start,
                             distributed.rank(), distributed.world_size())
@@ -278,7 +299,8 @@ class Runner:
         self.model.train()
         step = start
         tic = last_save = time.perf_counter()
-        for step in range(start, train.max_steps):
+        warm: tuple[int, float] | None = None  # where the loop's own pace is measured from, for _refit
+        while step < train.max_steps:  # a budgeted run's count may change once, at _refit
             generator = seeding.start_step(seed, step, rank)  # before the batch: a reader may draw too
             batch = {k: v.to(self.device, non_blocking=True) for k, v in next(batches).items()}
             lr = learning_rate(self.config, step)
@@ -299,9 +321,14 @@ class Runner:
             if train.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
             self.optimizer.step()
-            done = step + 1
+            done = step = step + 1
+            if done == start + budget.LOOP_WARMUP_STEPS:
+                warm = (done, time.perf_counter())
+            if done == self._refit_at and warm is not None:
+                self._refit(done, tic, warm)
             self.events.step(done, global_loss, lr, batch_size=train.batch_size * distributed.world_size())
             evaluating = done % train.eval_every == 0 or done == train.max_steps
+            every_ckpt = train.checkpoint_every or train.eval_every  # read each step: _refit may change both
             saving = done % every_ckpt == 0 or done == train.max_steps or due or stopping
             # A finite loss can still come with an update that made the weights inf or NaN: never save those
             # over the last good checkpoint. Checked only when saving or evaluating (it costs a sync).

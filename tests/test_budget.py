@@ -83,6 +83,34 @@ def test_the_probe_times_an_evaluation_after_a_warm_up_one(config_path, tmp_path
     assert len(calls) == 2 and float(re.search(r"([\d.]+) s an evaluation here", line).group(1)) < 0.5
 
 
+def test_a_run_slower_than_its_probe_re_times_itself_and_keeps_to_its_budget(config_path, tmp_path, monkeypatch):
+    # The probe claims 0.5 ms a step, far faster than this model trains: about 11,000 steps for 6 s. After
+    # a fiftieth of the budget the run times its own steps and fixes the count again, before any checkpoint.
+    monkeypatch.setattr(budget, "measure", lambda runner: (0.0005, 0.01))
+    config = load_config(budgeted(config_path, tmp_path, time_budget_minutes=0.1, max_steps=12, eval_every=4))
+    notes = []
+
+    class Notes:
+        @hookimpl
+        def framegru_run_note(self, message):
+            notes.append(str(message))
+
+    run_config(config, components_for(config), listeners=[Notes()])
+    planned = int(re.search(r"so ([\d,]+) steps", notes[0]).group(1).replace(",", ""))
+    refit = next(note for note in notes if note.startswith("re-timed"))
+    done, pace, steps = re.search(r"first ([\d,]+) steps: ([\d.]+) s a step, so ([\d,]+) steps", refit).groups()
+    done, steps = int(done.replace(",", "")), int(steps.replace(",", ""))
+    assert done == round(0.1 * 60 / 50 / 0.0005) and steps < planned
+    assert (steps - done) * float(pace) < 0.1 * 60  # the steps left fit the budget at the loop's own pace
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]
+    metrics = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert written["max_steps"] == steps and metrics == [written["eval_every"] * i for i in (1, 2, 3)] == [
+        steps // 3, 2 * steps // 3, steps]
+    from framegru import checkpoint
+
+    assert checkpoint.load(tmp_path / "run" / "last.safetensors").config["train"]["max_steps"] == steps
+
+
 @pytest.mark.parametrize(("minutes", "timed"), [(0.05, (budget.TIMED_STEPS, budget.TIMED_STEPS)), (10, (6, 26))])
 def test_the_probe_times_steps_for_a_hundredth_of_the_budget(config_path, tmp_path, monkeypatch, minutes, timed):
     # A 3-second budget times the fewest steps; a 10-minute one keeps timing them for 6 s, here capped at

@@ -112,8 +112,14 @@ class ProgressDisplay:
         return "ETA measuring…" if remaining is None else f"ETA {clock(remaining)}"
 
     @hookimpl
-    def framegru_run_step(self, step: int, loss: float, lr: float, batch_size: int) -> None:
+    def framegru_run_step(self, run: Any, step: int, loss: float, lr: float, batch_size: int) -> None:
         now = self.clock()
+        train = run.config.train
+        if train.max_steps != self._total:  # a budgeted run re-timed itself (framegru.budget)
+            self._total = self.pace.max_steps = train.max_steps
+            self.pace.eval_every = train.eval_every
+            if self.progress:
+                self.progress.update(self.task, total=train.max_steps)
         self._samples += batch_size
         self._steps += 1
         self._last_step_time = now
