@@ -68,8 +68,8 @@ def fit(config: Config, seconds_per_step: float, seconds_per_eval: float, *, don
 def refit_step(config: Config, plan: Plan) -> int | None:
     """The step after which a fresh budgeted run re-times itself on its own steps, about a minute in
     (a fiftieth of a shorter budget), before its first evaluation and checkpoint; None where there is no
-    such step. The probe runs beside no data workers, listeners or gradient clipping, and on a shared
-    machine missed the loop's pace by 15% (0.33 s a step against 0.38): enough to overrun the budget."""
+    such step. The probe, a copy of the model timed apart from the loop, missed the loop's pace by 15% on
+    a shared machine (0.33 s a step against 0.38): enough to overrun the budget by as much."""
     train = config.train
     seconds = min(REFIT_SECONDS, train.time_budget_minutes * 60 / 50, (train.checkpoint_minutes or math.inf) * 30)
     step = max(LOOP_WARMUP_STEPS + TIMED_STEPS, round(seconds / plan.seconds_per_step))
