@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import distributed
+from . import distributed, eta
 from .config import Config
 from .tasks import evaluate
 
@@ -29,7 +29,6 @@ TIMED_STEPS = 3  # at least, after a warm-up step whose one-off costs (kernel se
 PROBE_SECONDS = 10.0
 MAX_TIMED_STEPS = 100
 REFIT_SECONDS = 60.0  # then the run re-times itself on its own steps (see refit_step)
-LOOP_WARMUP_STEPS = 3  # the loop's first steps pay for start-up (workers, allocations): not timed
 MARGIN = 0.95  # steady state is rarely faster than the first timed steps; leave room for pictures and saves
 
 
@@ -72,7 +71,7 @@ def refit_step(config: Config, plan: Plan) -> int | None:
     a shared machine (0.33 s a step against 0.38): enough to overrun the budget by as much."""
     train = config.train
     seconds = min(REFIT_SECONDS, train.time_budget_minutes * 60 / 50, (train.checkpoint_minutes or math.inf) * 30)
-    step = max(LOOP_WARMUP_STEPS + TIMED_STEPS, round(seconds / plan.seconds_per_step))
+    step = max(eta.WARMUP_STEPS + eta.MEASURED_STEPS, round(seconds / plan.seconds_per_step))
     first_save = min(plan.eval_every, plan.checkpoint_every or plan.eval_every)
     return step if step < first_save else None
 

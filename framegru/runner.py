@@ -24,6 +24,7 @@ from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, dump_yaml, fit_compon
 from .data import DataInfo
 from .device import autocast_for, cpu_has_native_bf16, pick_device
 from .errors import DataError, FramegruError, Interrupted, UsageError
+from .eta import Pace
 from .events import RunEvents
 from .model import FrameModel, build_model, components_record, load_weights
 from .optimization import learning_rate
@@ -226,14 +227,13 @@ class Runner:
                 self._write_config()
         return start
 
-    def _refit(self, done: int, started: float, warm: tuple[int, float]) -> None:
-        """``train.time_budget_minutes``: fix the step count again at the pace of the loop's own steps
-        since ``warm`` (step, time); ``done`` steps took the seconds since ``started``. Rank 0's clock
-        decides for every rank. Before any checkpoint, so that ``last`` holds the count it ran with."""
+    def _refit(self, done: int, started: float, measured: Pace) -> None:
+        """``train.time_budget_minutes``: fix the step count again at the pace the loop ``measured`` (its
+        steps after a warm-up, as the ETA's); ``done`` steps took the seconds since ``started``. Rank 0's
+        clock decides for every rank. Before any checkpoint, so that ``last`` holds the count it ran with."""
         assert self._plan is not None  # set with _refit_at
-        now = time.perf_counter()
-        pace = distributed.from_rank0((now - warm[1]) / (done - warm[0]))
-        spent = distributed.from_rank0(now - started)
+        pace = distributed.from_rank0(measured.step_seconds())
+        spent = distributed.from_rank0(time.perf_counter() - started)
         plan = budget.fit(self.config, pace, self._plan.seconds_per_eval, done=done, spent=spent)
         train = self.config.train
         if plan.max_steps == train.max_steps:
@@ -299,7 +299,7 @@ class Runner:
         self.model.train()
         step = start
         tic = last_save = time.perf_counter()
-        warm: tuple[int, float] | None = None  # where the loop's own pace is measured from, for _refit
+        measured = Pace(start_step=start, max_steps=train.max_steps, eval_every=train.eval_every, eval_batches=0)
         while step < train.max_steps:  # a budgeted run's count may change once, at _refit
             generator = seeding.start_step(seed, step, rank)  # before the batch: a reader may draw too
             batch = {k: v.to(self.device, non_blocking=True) for k, v in next(batches).items()}
@@ -322,10 +322,9 @@ class Runner:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
             self.optimizer.step()
             done = step = step + 1
-            if done == start + budget.LOOP_WARMUP_STEPS:
-                warm = (done, time.perf_counter())
-            if done == self._refit_at and warm is not None:
-                self._refit(done, tic, warm)
+            measured.step(done, time.perf_counter())
+            if done == self._refit_at:  # at least eta's warm-up and measured steps in: a pace is known
+                self._refit(done, tic, measured)
             self.events.step(done, global_loss, lr, batch_size=train.batch_size * distributed.world_size())
             evaluating = done % train.eval_every == 0 or done == train.max_steps
             every_ckpt = train.checkpoint_every or train.eval_every  # read each step: _refit may change both
