@@ -23,6 +23,19 @@ def budgeted(config_path, tmp_path, **train):
     return path
 
 
+def run_noting(config, **kwargs) -> list[str]:
+    """Run ``config`` (``run_config``'s keywords) and return the notes it told its listeners."""
+    notes = []
+
+    class Notes:
+        @hookimpl
+        def framegru_run_note(self, message):
+            notes.append(str(message))
+
+    run_config(config, components_for(config), listeners=[Notes()], **kwargs)
+    return notes
+
+
 def test_fit_keeps_the_number_of_evaluations_and_the_budget(config_path, tmp_path):
     path = budgeted(config_path, tmp_path, time_budget_minutes=10)
     assert load_config(path, ["train.max_steps=40"]).train.time_budget_minutes is None  # steps asked for win
@@ -45,16 +58,9 @@ def test_a_budgeted_run_fixes_its_steps_and_resumes_with_them(config_path, tmp_p
     assert steps == [written["eval_every"] * i for i in (1, 2, 3)] and steps[-1] == written["max_steps"]
     # Resuming, even with another budget, keeps the count the run chose: there is nothing left to train.
     resumed = load_config(path, ["train.time_budget_minutes=50"])
-    notes = []
-
-    class Notes:
-        @hookimpl
-        def framegru_run_note(self, message):
-            notes.append(message)
-
-    run_config(resumed, components_for(resumed), resume=True, listeners=[Notes()])
+    notes = run_noting(resumed, resume=True)
     assert resumed.train.max_steps == written["max_steps"]
-    assert any("nothing to train" in str(note) for note in notes)
+    assert any("nothing to train" in note for note in notes)
 
 
 def test_the_probe_times_an_evaluation_after_a_warm_up_one(config_path, tmp_path, monkeypatch):
@@ -71,14 +77,7 @@ def test_the_probe_times_an_evaluation_after_a_warm_up_one(config_path, tmp_path
     monkeypatch.setattr(budget, "evaluate", slow_first_call)
     path = budgeted(config_path, tmp_path, time_budget_minutes=0.05, max_steps=12, eval_every=4, eval_batches=4)
     config = load_config(path)
-    notes = []
-
-    class Notes:
-        @hookimpl
-        def framegru_run_note(self, message):
-            notes.append(str(message))
-
-    run_config(config, components_for(config), listeners=[Notes()])
+    notes = run_noting(config)
     line = next(note for note in notes if "an evaluation here" in note)
     assert len(calls) == 2 and float(re.search(r"([\d.]+) s an evaluation here", line).group(1)) < 0.5
 
@@ -88,14 +87,7 @@ def test_a_run_slower_than_its_probe_re_times_itself_and_keeps_to_its_budget(con
     # a fiftieth of the budget the run times its own steps and fixes the count again, before any checkpoint.
     monkeypatch.setattr(budget, "measure", lambda runner: (0.0005, 0.01))
     config = load_config(budgeted(config_path, tmp_path, time_budget_minutes=0.1, max_steps=12, eval_every=4))
-    notes = []
-
-    class Notes:
-        @hookimpl
-        def framegru_run_note(self, message):
-            notes.append(str(message))
-
-    run_config(config, components_for(config), listeners=[Notes()])
+    notes = run_noting(config)
     planned = int(re.search(r"so ([\d,]+) steps", notes[0]).group(1).replace(",", ""))
     refit = next(note for note in notes if note.startswith("re-timed"))
     done, pace, steps = re.search(r"first ([\d,]+) steps: ([\d.]+) s a step, so ([\d,]+) steps", refit).groups()
