@@ -111,24 +111,6 @@ class FrameModel(nn.Module):
             preds.append(frame[:, None])
         return torch.cat(preds, dim=1)
 
-    def forecast(self, video: Tensor, context: int) -> Tensor:
-        """Predict frames ``1 .. T-1`` of ``video`` ``[B, T, C, H, W]`` without feeding predictions back.
-
-        The ConvGRU reads the first ``context`` frames, then runs on with no input (zero features) for
-        the later frames, while the head sees the skip maps of the last frame read at every later step:
-        a ``warp`` head then moves that sharp, true frame once per predicted frame, where the
-        :meth:`rollout` moves its own previous prediction again and again (each bilinear move blurs it
-        further). Nothing depends on a prediction, so the backbone, the engine and the head each run
-        once over the whole sequence. Returns ``[B, T-1, C, H, W]``.
-        """
-        later = video.shape[1] - 1 - context
-        features, skips = self.encode(video[:, :context])
-        if later > 0:
-            features = torch.cat([features, features.new_zeros(features.shape[0], later, *features.shape[2:])], 1)
-            skips = [torch.cat([s, s[:, -1:].expand(-1, later, *s.shape[2:])], 1) for s in skips]
-        out, _ = self.engine(features)
-        return self.decode(out, skips)
-
     def predict_next(self, frame: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Streaming: one frame ``[B, C, H, W]`` in, the predicted next frame and the new state out."""
         features, skips = self.features(frame)

@@ -23,9 +23,6 @@ class NextFramePrediction(Task):
     the first is the true one with a probability rising from 0.5 to 1 (before, the model's own
     prediction), each later frame with one falling from 0.5 to 0, so the model learns early on to
     carry the motion through its own outputs instead of leaning on the true context.
-    ``feedback: false`` feeds no predictions back at all (:meth:`FrameModel.forecast
-    <framegru.model.FrameModel.forecast>`): after the context the ConvGRU runs on without input and the
-    head sees the last context frame, so nothing is sampled and ``train.scheduled_sampling`` is unused.
     Evaluation: MSE, MAE, SSIM and PSNR (OpenSTL's definitions) of the frames after the context; ``best``
     has the lowest MSE.
     """
@@ -36,21 +33,17 @@ class NextFramePrediction(Task):
     output_name = "next_frame"
     next_frames = True
 
-    def __init__(self, *, config, info, l1_weight: float = 0.0, reverse_sampling: float = 0.0, feedback: bool = True):
+    def __init__(self, *, config, info, l1_weight: float = 0.0, reverse_sampling: float = 0.0):
         super().__init__(config=config, info=info)
         if l1_weight < 0:
             raise ValueError(f"l1_weight must be >= 0, got {l1_weight}")
         if not 0 <= reverse_sampling <= 1:
             raise ValueError(f"reverse_sampling must be a fraction of the steps in [0, 1], got {reverse_sampling}")
-        if reverse_sampling and not feedback:
-            raise ValueError("reverse_sampling feeds predictions back: it needs feedback: true")
-        self.l1_weight, self.reverse_sampling, self.feedback = l1_weight, reverse_sampling, feedback
+        self.l1_weight, self.reverse_sampling = l1_weight, reverse_sampling
 
     def forward(self, model: nn.Module, batch: dict[str, Tensor], *, step: int | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
         """Frames ``1 .. T-1`` of ``batch["video"]`` ``[B, T, C, H, W]``: ``[B, T-1, C, H, W]``."""
-        if not self.feedback:
-            return model.forecast(batch["video"], self.info.context)
         context_teacher, teacher = (1.0, 0.0) if step is None else self.teacher(step)
         return model.rollout(batch["video"], self.info.context, teacher=teacher, generator=generator,
                              context_teacher=context_teacher)
@@ -72,9 +65,7 @@ class NextFramePrediction(Task):
     def evaluation_output(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         """The frames after the context, each predicted from the model's own outputs: ``[B, future, C, H, W]``."""
         context = self.info.context
-        video = batch["video"]
-        output = model.rollout(video, context) if self.feedback else model.forecast(video, context)
-        return output[:, context - 1 :]
+        return model.rollout(batch["video"], context)[:, context - 1 :]
 
     def metrics(self) -> _FutureFrames:
         return _FutureFrames(self.info.context)
