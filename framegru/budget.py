@@ -56,7 +56,7 @@ def fit(config: Config, seconds_per_step: float, seconds_per_eval: float, *, don
     train = config.train
     evaluations = max(1, math.ceil(train.max_steps / train.eval_every))
     budget = train.time_budget_minutes * 60 * MARGIN - spent - evaluations * seconds_per_eval
-    eval_every = max(1, done + 1, int(done + budget / seconds_per_step) // evaluations)
+    eval_every = max(done + 1, int(done + budget / seconds_per_step) // evaluations)  # past the steps done
     steps = eval_every * evaluations
     checkpoint_every = None
     if train.checkpoint_every:

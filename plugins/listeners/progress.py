@@ -105,7 +105,6 @@ class ProgressDisplay:
         self._tic, self._samples, self._steps = self.clock(), 0, 0
         self._logged = self._tic
         self._last_step_time = self._tic
-        self._total = cfg.train.max_steps
 
     def eta_text(self, step: int) -> str:
         remaining = self.pace.remaining(step)
@@ -115,8 +114,8 @@ class ProgressDisplay:
     def framegru_run_step(self, run: Any, step: int, loss: float, lr: float, batch_size: int) -> None:
         now = self.clock()
         train = run.config.train
-        if train.max_steps != self._total:  # a budgeted run re-timed itself (framegru.budget)
-            self._total = self.pace.max_steps = train.max_steps
+        if train.max_steps != self.pace.max_steps:  # a budgeted run re-timed itself (framegru.budget)
+            self.pace.max_steps = train.max_steps
             self.pace.eval_every = train.eval_every
             if self.progress:
                 self.progress.update(self.task, total=train.max_steps)
@@ -137,7 +136,7 @@ class ProgressDisplay:
                                  speed=f"{self._samples / elapsed:.1f} samples/s", eta=eta)
         if not self.console.is_terminal and now - self._logged >= self.log_every_s:
             self._logged = now
-            self.console.print(f"step {step}/{self._total}  loss {loss:.4f}  lr {lr:.3g}  "
+            self.console.print(f"step {step}/{self.pace.max_steps}  loss {loss:.4f}  lr {lr:.3g}  "
                                f"{self._samples / elapsed:.1f} samples/s  {elapsed / self._steps:.2f} s/step  "
                                f"{eta}", highlight=False)
 
