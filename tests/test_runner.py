@@ -213,7 +213,23 @@ def test_a_log_file_gets_plain_progress_lines(config_path):
     # No guess before the pace is measured (3 warm-up steps, then 5 timed), then the measured one.
     assert all(line.endswith("ETA measuring…") for line in lines[:7])
     assert all(line.split("ETA ")[1][0].isdigit() for line in lines[7:]) and lines[-1].endswith("ETA 0:00:00")
-    assert "to go (" in text and "s/step measured" in text
+    assert "to go (" in text and "s/step measured" in text and "whole run" in text
+
+
+def test_a_resumed_log_says_where_it_resumed(config_path):
+    from rich.console import Console
+
+    from framegru_plugins.listeners.progress import ProgressDisplay
+
+    first = load_config(config_path, ["train.max_steps=4", "train.eval_every=4"])
+    run_config(first, components_for(first))
+    log = io.StringIO()
+    more = load_config(config_path, ["train.max_steps=14", "train.eval_every=14"])
+    run_config(more, components_for(more), resume=True,
+               listeners=[ProgressDisplay(Console(file=log, width=200), log_every_s=0)])
+    text = log.getvalue()
+    # The earlier four steps were not timed by this process: it gives no "whole run" it cannot know.
+    assert "resuming from step 4" in text and "resumed at step 4 of 14)" in text and "whole run" not in text
 
 
 def test_cpu_bf16_on_a_cpu_without_bf16_says_so(config_path, monkeypatch):

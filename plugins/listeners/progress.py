@@ -127,9 +127,11 @@ class ProgressDisplay:
         eta = self.eta_text(step)
         if not self._announced and self.pace.total() is not None:
             self._announced = True
+            # On a resume the run's earlier part is not timed here: "whole run" would only repeat "to go".
+            span = (f"whole run {about(self.pace.total() or 0).removeprefix('about ')}" if not self.pace.start_step
+                    else f"resumed at step {self.pace.start_step:,} of {self.pace.max_steps:,}")
             self.console.print(f"{about(self.pace.remaining(step) or 0)} to go "
-                               f"({self.pace.step_seconds():.2f} s/step measured, evaluations included; "
-                               f"whole run {about(self.pace.total() or 0).removeprefix('about ')})",
+                               f"({self.pace.step_seconds():.2f} s/step measured, evaluations included; {span})",
                                highlight=False)
         if self.progress:
             self.progress.update(self.task, completed=step, loss=f"loss {loss:.4f}",
