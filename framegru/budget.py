@@ -21,6 +21,7 @@ import torch
 
 from . import distributed, eta
 from .config import Config
+from .optimization import make_optimizer
 from .tasks import evaluate
 
 TIMED_STEPS = 3  # at least, after a warm-up step whose one-off costs (kernel selection, allocations) are not typical
@@ -87,7 +88,7 @@ def measure(runner) -> tuple[float, float]:
     are every rank's, so all ranks choose the same step count."""
     config = runner.config
     model = copy.deepcopy(runner.model).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr)
+    optimizer = make_optimizer(model, config)  # the run's own: Muon costs more a step than AdamW
     size = config.train.batch_size
     probe_seconds = min(PROBE_SECONDS, config.train.time_budget_minutes * 60 / 100)
     with torch.random.fork_rng(devices=[runner.device] if runner.device.type == "cuda" else []):

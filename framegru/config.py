@@ -83,6 +83,8 @@ class TrainConfig(Strict):
     batch_size: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
+    # muon: Muon on the convolution kernels and AdamW on biases and norms, at the same lr (framegru/muon.py).
+    optimizer: Literal["adamw", "muon"] = "adamw"
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     warmup: float = Field(0.05, ge=0, le=1)
     grad_clip: float = Field(1.0, ge=0)

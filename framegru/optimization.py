@@ -8,6 +8,7 @@ import torch
 
 from .config import Config
 from .errors import DataError
+from .muon import Muon
 
 
 def learning_rate(config: Config, step: int) -> float:
@@ -29,6 +30,8 @@ def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimi
     for name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on biases and norms
     groups = [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.train.optimizer == "muon":
+        return Muon(groups, lr=config.train.lr)
     return torch.optim.AdamW(groups, lr=config.train.lr)
 
 

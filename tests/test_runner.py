@@ -133,7 +133,7 @@ class KillAt:
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("sampling", ["train.scheduled_sampling=0.5", "task.reverse_sampling=0.5"])
+@pytest.mark.parametrize("sampling", ["train.scheduled_sampling=0.5", "task.reverse_sampling=0.5", "train.optimizer=muon"])
 def test_resume_equals_uninterrupted(config_path, tmp_path, sampling):
     whole = load_config(config_path, [f"run.dir={tmp_path / 'whole'}", sampling])
     run_config(whole, components_for(whole))

@@ -25,6 +25,7 @@ def bench_train(config_path: Path, overrides: list[str], device: torch.device, s
     from ..cli import components_for
     from ..config import load_config
     from ..model import build_model
+    from ..optimization import make_optimizer
     from ..batches import build_reader
     from ..device import autocast_for
 
@@ -42,7 +43,7 @@ def bench_train(config_path: Path, overrides: list[str], device: torch.device, s
         spec = config.model_copy(deep=True)
         spec.model.engine.checkpoint_time = checkpointed
         model = build_model(spec, components, dataset.info).to(device).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr)
+        optimizer = make_optimizer(model, config)
 
         def run(model=model, optimizer=optimizer, count=steps):
             for batch in batches[:count]:
