@@ -32,7 +32,7 @@ def _steps(optimizer, params, grads):
 
 def test_vectors_take_exactly_adamws_step():
     torch.manual_seed(0)
-    ours, theirs = torch.randn(10, requires_grad=True), None
+    ours = torch.randn(10, requires_grad=True)
     theirs = ours.detach().clone().requires_grad_()
     grads = [(torch.randn(10),) for _ in range(5)]
     _steps(Muon([ours], lr=0.01, weight_decay=0.1), [ours], grads)
