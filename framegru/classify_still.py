@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--checkpoint", metavar="CKPT", help="safetensors checkpoint of a still-image classifier "
                                         "(default: the shipped CIFAR-10 model)")
     p.add_argument("--topk", type=int, default=5, metavar="K", help="classes shown per image (default 5)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     add_backend_argument(p)
     p.add_argument("--json", action="store_true",
                    help='one JSON line per image: {"image", "label", "prob", "topk": [[label, prob], ...]}')
@@ -90,7 +91,7 @@ def cmd_classify_still(args: argparse.Namespace) -> int:
     path = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     if args.checkpoint is None and not path.is_file():
         raise DataError(f"the shipped CIFAR-10 checkpoint is missing ({path}); pass --checkpoint CKPT")
-    model = with_backend(load_classifier(args, path, pick_device("auto")), args.backend, model_threads())
+    model = with_backend(load_classifier(args, path, pick_device(args.device)), args.backend, model_threads())
     info = model.info
     status = 0
     for start in range(0, len(args.images), CHUNK):

@@ -1,4 +1,7 @@
-"""``--backend torch|onnxruntime``: the same answers from either, end to end through the CLI."""
+"""``--backend torch|onnxruntime``: the same answers from either, end to end through the CLI.
+
+The comparisons run with ``--device cpu``: on a CUDA machine ONNX Runtime runs on the GPU only with the
+onnxruntime-gpu package, which framegru does not install (the test marked ``gpu`` checks what it says)."""
 
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ def test_predict_writes_the_same_video_with_either_backend(predictor, clip, tmp_
     for backend in backends.BACKENDS:
         outputs[backend] = tmp_path / f"{backend}.mp4"
         assert main(["predict", str(clip), "--checkpoint", str(predictor), "--out", str(outputs[backend]),
-                     "--backend", backend, "--scale", "1", "--json"]) == 0
+                     "--backend", backend, "--scale", "1", "--json", "--device", "cpu"]) == 0
         stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert stats["frames"] == 12 and stats["model_fps"] > 0
     torch_video, onnx_video = decode(outputs["torch"]), decode(outputs["onnxruntime"])
@@ -64,7 +67,7 @@ def test_predict_writes_the_same_video_with_either_backend(predictor, clip, tmp_
 def test_webcam_runs_a_predictor_on_onnxruntime(predictor, clip, tmp_path, capsys):
     out = tmp_path / "live.mp4"
     assert main(["webcam", "--source", str(clip), "--checkpoint", str(predictor), "--no-window", "--out", str(out),
-                 "--max-frames", "5", "--backend", "onnxruntime"]) == 0
+                 "--max-frames", "5", "--backend", "onnxruntime", "--device", "cpu"]) == 0
     assert "5 frames" in capsys.readouterr().err and len(decode(out)) == 5
 
 
@@ -85,7 +88,8 @@ def test_classify_still_gives_the_same_answers_with_either_backend(still_checkpo
         cv2.imwrite(paths[-1], stripes((8, 8), vertical=vertical).astype(np.uint8))
     answers = {}
     for backend in backends.BACKENDS:
-        assert main(["classify-still", *paths, "--checkpoint", str(still_checkpoint), "--json", "--backend", backend]) == 0
+        assert main(["classify-still", *paths, "--checkpoint", str(still_checkpoint), "--json", "--backend", backend,
+                     "--device", "cpu"]) == 0
         answers[backend] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     for a, b in zip(answers["torch"], answers["onnxruntime"]):
         assert a["label"] == b["label"] and abs(a["prob"] - b["prob"]) < 1e-4

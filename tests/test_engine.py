@@ -184,7 +184,14 @@ def test_cuda_matches_cpu_fp32_and_bf16():
     x = torch.randn(2, 6, 4, 16, 16)
     ref, _ = model(x)
     gpu = model.cuda()
-    out, _ = gpu(x.cuda())
+    # cuDNN runs fp32 convolutions in TF32 by default (PyTorch's choice, kept for users): 2.7e-3 off here
+    # on an H200. The fp32 path itself is checked with TF32 off.
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        out, _ = gpu(x.cuda())
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
     torch.testing.assert_close(out.cpu(), ref, rtol=1e-4, atol=1e-4)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         out_bf16, _ = gpu(x.cuda())
