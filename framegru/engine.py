@@ -153,8 +153,9 @@ class Plan:
 # run, training and inference, 1 or 2 threads. oneDNN runs a batch-80 3x3 convolution at ~95 GFLOP/s a
 # thread in channels-last and ~75 in NCHW (batch 8: ~100 in both), which is why NCHW wants per-step
 # inputs and channels-last does not. The compiled step did not win (1.08x the textbook against the fused
-# loop's 1.12x, after 20 s of compiling). CUDA is not measured yet: the same plan, since large batched
-# convolutions are what a GPU needs and cuDNN's bf16/fp16 kernels are NHWC.
+# loop's 1.12x, after 20 s of compiling). CUDA (one H200, bf16, the same problem): batched inputs ran a
+# training step in 0.009 s against 0.016 per step; channels-last and NCHW were within the timer's
+# resolution (0.009 / 0.008 s), so the plan stays the CPU's (BENCHMARKS.md, "On a GPU").
 FASTEST: dict[str, Plan] = {
     "cpu": Plan(channels_last=True),
     "cuda": Plan(channels_last=True),
