@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .backends import OnnxModel, add_backend_argument, with_backend
+from .device import add_device_argument, pick_device
 from .errors import DataError, UsageError
 from .model import FrameModel
 
@@ -24,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--checkpoint", metavar="CKPT", help="safetensors checkpoint of a still-image classifier "
                                         "(default: the shipped CIFAR-10 model)")
     p.add_argument("--topk", type=int, default=5, metavar="K", help="classes shown per image (default 5)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    add_device_argument(p)
     add_backend_argument(p)
     p.add_argument("--json", action="store_true",
                    help='one JSON line per image: {"image", "label", "prob", "topk": [[label, prob], ...]}')
@@ -84,7 +85,6 @@ def cmd_classify_still(args: argparse.Namespace) -> int:
     from .cli import print_json
     from .images import read_image
     from .predict import model_threads
-    from .device import pick_device
 
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 
 import torch
 
 from . import distributed
-from .config import device_type
+from .config import DEVICES, device_type
 from .errors import UsageError
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device`` for a command that runs a model; :func:`pick_device` resolves it."""
+    parser.add_argument("--device", choices=["auto", *DEVICES], default="auto",
+                        help="where the model runs (default auto: cuda where available)")
 
 
 def pick_device(name: str) -> torch.device:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .backends import OnnxModel, add_backend_argument, name_of, with_backend
+from .device import add_device_argument, pick_device
 from .errors import DataError, UsageError
 from .model import FrameModel, load_model
 from .plugin_manager import Components
@@ -173,7 +174,6 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .cli import components_for, print_json, stderr
-    from .device import pick_device
 
     if not Path(args.video).exists():
         raise DataError(f"video not found: {args.video}")
@@ -218,7 +218,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--fit", choices=FITS, default="crop", help="crop (keep the aspect ratio) or stretch to the model's size")
     p.add_argument("--scale", type=int, help="enlarge the output this many times (default: at least 256 px tall)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    add_device_argument(p)
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores but one)")
     add_backend_argument(p)
     p.add_argument("--strict", action="store_true",

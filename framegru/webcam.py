@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .backends import OnnxModel, add_backend_argument, with_backend
+from .device import add_device_argument, pick_device
 from .camera import LiveCapture, fit_image
 from .errors import DataError, UsageError
 from .model import FrameModel
@@ -245,7 +246,6 @@ class _StopOnSignal:
 
 def cmd_webcam(args: argparse.Namespace) -> int:
     from .cli import components_for, stderr
-    from .device import pick_device
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
@@ -294,7 +294,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--snapshot", help="write the last annotated frame to this PNG")
     p.add_argument("--fit", choices=FITS, default="crop", help="crop (keep the aspect ratio) or stretch to the model's size")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    add_device_argument(p)
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores but one)")
     add_backend_argument(p)
     p.set_defaults(handler=cmd_webcam)
