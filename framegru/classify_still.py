@@ -91,7 +91,7 @@ def cmd_classify_still(args: argparse.Namespace) -> int:
     path = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     if args.checkpoint is None and not path.is_file():
         raise DataError(f"the shipped CIFAR-10 checkpoint is missing ({path}); pass --checkpoint CKPT")
-    model = with_backend(load_classifier(args, path, pick_device(args.device)), args.backend, model_threads())
+    model = with_backend(load_classifier(args, path, pick_device(args.device, "--device")), args.backend, model_threads())
     info = model.info
     status = 0
     for start in range(0, len(args.images), CHUNK):

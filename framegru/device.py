@@ -18,9 +18,11 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
                         help="where the model runs (default auto: cuda where available)")
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, option: str = "train.device") -> torch.device:
+    """The device ``name`` (``auto``, ``cpu``, ``cuda``) names; ``option`` is where the user set it, for the error."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("train.device=cuda but CUDA is not available here; use train.device=auto or cpu")
+        set_to = (lambda value: f"{option} {value}") if option.startswith("--") else (lambda value: f"{option}={value}")
+        raise UsageError(f"{set_to('cuda')} but CUDA is not available here; use {set_to('auto')} or {set_to('cpu')}")
     name = device_type(name)  # the same resolution that chose the config's per_device section
     if name == "cuda" and distributed.is_distributed():
         return torch.device("cuda", distributed.local_rank())

@@ -185,7 +185,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     torch.set_num_threads(model_threads(args.threads))
     try:
         components = components_for(args)
-        model = open_model(args.checkpoint, components, pick_device(args.device), needs="next_frames")
+        model = open_model(args.checkpoint, components, pick_device(args.device, "--device"), needs="next_frames")
         record = model.training_data
         if record is None and args.checkpoint is None:  # the shipped default, older than data records
             from .data_record import rebuilt

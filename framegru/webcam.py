@@ -261,7 +261,7 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         torch.set_num_threads(model_threads(args.threads))
-        model = open_model(args.checkpoint, components_for(args), pick_device(args.device),
+        model = open_model(args.checkpoint, components_for(args), pick_device(args.device, "--device"),
                            default=args.task or "predict", needs=WHAT_TASK_DRAWS.get(args.task))
         model = with_backend(model, args.backend, model_threads(args.threads))
         with _StopOnSignal(stop):

@@ -266,6 +266,14 @@ for name, needle in [("truncated.png", "cannot decode image"), ("truncated.jpg",
                      ("bomb.png", "more than 178,956,970 pixels")]:
     CASES[f"classify-still/{name}"] = (["classify-still", name, "--checkpoint", "still.safetensors"], 1, f"{needle}")
 
+if not torch.cuda.is_available():  # where there is CUDA these would run
+    CASES["run/cuda-where-there-is-none"] = (["run", "good.yaml", "train.device=cuda"], 2,
+                                             "train.device=cuda but CUDA is not available here; use train.device=auto")
+    CASES["predict/cuda-where-there-is-none"] = (["predict", "clip.mp4", "--checkpoint", "predict.safetensors",
+                                                  "--out", "o.mp4", "--device", "cuda"], 2,
+                                                 "--device cuda but CUDA is not available here; use --device auto or "
+                                                 "--device cpu")
+
 # Cases that must succeed without running anything the input names.
 WORKS = {"classify-still/checkpoint-naming-plugins": ["classify-still", "good.png", "--json", "--checkpoint",
                                                       "names_plugins.safetensors"],
