@@ -100,17 +100,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UsageError("bench engine: sizes must be positive")
         if args.kernel % 2 == 0:
             raise UsageError("bench engine: --kernel must be odd (the textbook pads k // 2 on each side)")
-        result = bench_engine(sizes, pick_device(args.device, "--device"), args.repeats, args.warmup, args.variants, args.compile)
+        result = bench_engine(sizes, pick_device(args.device), args.repeats, args.warmup, args.variants, args.compile)
     elif args.which == "stream":
         from ..predict import model_threads
 
-        device = pick_device(args.device, "--device")
+        device = pick_device(args.device)
         result = bench_stream(load_stream_model(args, device), args.repeats, args.frames,
                               model_threads(args.threads), args.compile)
     elif args.which == "decode":
         result = bench_decode(Path(args.video) if args.video else default_video(), args.repeats, args.decode_threads)
     else:
-        result = bench_train(Path(args.config), args.overrides, pick_device(args.device, "--device"), args.steps, args.repeats)
+        result = bench_train(Path(args.config), args.overrides, pick_device(args.device), args.steps, args.repeats)
     result["machine"]["load_average_1m_end"] = timing.machine(torch.device("cpu")).get("load_average_1m")
     if args.json:
         print_json(result)
