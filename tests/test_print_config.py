@@ -20,7 +20,7 @@ def test_config_prints_every_default_and_component_option(capsys):
     assert "# per_device.cpu applied (train.device resolved to cpu): model.engine.hidden: [96, 96]" in out
     config = yaml.safe_load(out)
     assert config["train"]["lr"] == 0.002 and config["train"]["checkpoint_minutes"] == 5.0  # a default
-    assert config["model"]["engine"]["hidden"] == [96, 96] and config["train"]["batch_size"] == 64  # the cpu section
+    assert config["model"]["engine"]["hidden"] == [96, 96] and config["train"]["batch_size"] == 16  # the cpu section
     assert config["model"]["head"]["name"] == "warp"  # the file's
     assert config["train"]["time_budget_minutes"] == 55 and config["train"]["cpu_bf16"] == "auto"
     assert config["data"]["reader"]["seed"] == 0 and config["data"]["reader"]["size"] == 64  # reader defaults
