@@ -21,8 +21,8 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 def pick_device(name: str, option: str = "train.device") -> torch.device:
     """The device ``name`` (``auto``, ``cpu``, ``cuda``) names; ``option`` is where the user set it, for the error."""
     if name == "cuda" and not torch.cuda.is_available():
-        set_to = (lambda value: f"{option} {value}") if option.startswith("--") else (lambda value: f"{option}={value}")
-        raise UsageError(f"{set_to('cuda')} but CUDA is not available here; use {set_to('auto')} or {set_to('cpu')}")
+        sep = " " if option.startswith("--") else "="  # as typed: "--device cuda", "train.device=cuda"
+        raise UsageError(f"{option}{sep}cuda but CUDA is not available here; use {option}{sep}auto or {option}{sep}cpu")
     name = device_type(name)  # the same resolution that chose the config's per_device section
     if name == "cuda" and distributed.is_distributed():
         return torch.device("cuda", distributed.local_rank())

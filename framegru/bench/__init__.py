@@ -7,7 +7,7 @@ interleaved repetitions (see :mod:`framegru.timing`).
 
 from __future__ import annotations
 
-from .cli import add_parser, cmd_bench, pick_device
+from .cli import add_parser, cmd_bench
 from .decode import DEFAULT_VIDEO, bench_decode, default_video
 from .engine import DTYPES, EngineSizes, bench_engine, convgru_flops
 from .train import TRAIN_OVERRIDES, bench_train
@@ -24,5 +24,4 @@ __all__ = [
     "cmd_bench",
     "convgru_flops",
     "default_video",
-    "pick_device",
 ]

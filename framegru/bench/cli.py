@@ -9,17 +9,12 @@ from pathlib import Path
 import torch
 
 from .. import timing
+from ..device import add_device_argument, pick_device
 from ..errors import UsageError
 from .decode import DEFAULT_VIDEO, bench_decode, default_video
 from .engine import DTYPES, EngineSizes, bench_engine
 from .stream import bench_stream, load_stream_model
 from .train import TRAIN_OVERRIDES, bench_train
-
-
-def pick_device(name: str | None) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: CUDA is not available on this machine; use --device cpu")
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _print(result: dict) -> None:
@@ -100,17 +95,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UsageError("bench engine: sizes must be positive")
         if args.kernel % 2 == 0:
             raise UsageError("bench engine: --kernel must be odd (the textbook pads k // 2 on each side)")
-        result = bench_engine(sizes, pick_device(args.device), args.repeats, args.warmup, args.variants, args.compile)
+        result = bench_engine(sizes, pick_device(args.device, "--device"), args.repeats, args.warmup, args.variants, args.compile)
     elif args.which == "stream":
         from ..predict import model_threads
 
-        device = pick_device(args.device)
+        device = pick_device(args.device, "--device")
         result = bench_stream(load_stream_model(args, device), args.repeats, args.frames,
                               model_threads(args.threads), args.compile)
     elif args.which == "decode":
         result = bench_decode(Path(args.video) if args.video else default_video(), args.repeats, args.decode_threads)
     else:
-        result = bench_train(Path(args.config), args.overrides, pick_device(args.device), args.steps, args.repeats)
+        result = bench_train(Path(args.config), args.overrides, pick_device(args.device, "--device"), args.steps, args.repeats)
     result["machine"]["load_average_1m_end"] = timing.machine(torch.device("cpu")).get("load_average_1m")
     if args.json:
         print_json(result)
@@ -122,7 +117,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("bench", parents=[common], help="benchmark the engine, video decoding, training or the streaming step per backend")
     p.add_argument("which", choices=["engine", "decode", "train", "stream"], help="what to measure")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
+    add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions (medians are reported)")
     p.add_argument("--threads", type=int,
