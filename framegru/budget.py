@@ -5,9 +5,15 @@ first step the run times training steps of its own model on its own data for abo
 evaluation batch (each after a warm-up one), then fixes ``max_steps`` (and the evaluation and checkpoint
 cadence, keeping their number) to fit the budget. About a minute in, before its first evaluation and
 checkpoint, it times its own steps and fixes them once more for the rest of the budget. The schedule,
-warm-up and scheduled sampling follow ``max_steps`` as usual. The chosen values are written to
-``run.dir/config.yaml`` and into every checkpoint, and ``--resume`` takes them from ``last``, so a resumed
-run is the run it would have been.
+warm-up and scheduled sampling follow ``max_steps`` as usual.
+
+With ``train.larger_batch`` the probe first times steps of the larger batch: where the budget affords
+at least its ``min_steps`` of them, the run trains in them at its rate, else as configured. On a CPU with
+AMX a step of 64 sequences costs less than four of 16 and the fewer, larger updates learn more in the
+hour; on a slow CPU the hour holds too few of them (BENCHMARKS.md, "Batches of 64 in the CPU hour").
+
+The chosen values are written to ``run.dir/config.yaml`` and into every checkpoint, and ``--resume`` takes
+them from ``last``, so a resumed run is the run it would have been.
 """
 
 from __future__ import annotations
@@ -82,11 +88,51 @@ def apply(config: Config, max_steps: int, eval_every: int, checkpoint_every: int
     config.train.checkpoint_every = checkpoint_every
 
 
-def measure(runner) -> tuple[float, float]:
-    """Seconds per training step and per evaluation of ``runner``'s model on its data, on a copy of the
-    model (the run's weights, optimizer and random streams are left as they were). Rank 0's figures
-    are every rank's, so all ranks choose the same step count."""
+# What a budget chooses, and so what --resume takes back from the checkpoint's config: the step count and
+# cadence, and with train.larger_batch the batch, rate and evaluation batches too.
+STEPS = ("max_steps", "eval_every", "checkpoint_every")
+BATCH = ("batch_size", "lr", "eval_batches")
+
+
+def restore(config: Config, chosen: dict) -> None:
+    """Set the values a budgeted run chose when it began (``chosen``: its checkpoint's ``train`` section)."""
+    for key in STEPS + (BATCH if config.train.larger_batch is not None else ()):
+        if key in chosen:
+            setattr(config.train, key, chosen[key])
+
+
+def with_larger_batch(config: Config) -> Config:
+    """A copy of ``config`` training in ``train.larger_batch``, evaluating the same validation sequences."""
+    train, larger = config.train, config.train.larger_batch
+    trial = config.model_copy(deep=True)
+    trial.train.batch_size, trial.train.lr = larger.batch_size, larger.lr
+    if train.eval_batches is not None:
+        trial.train.eval_batches = max(1, round(train.eval_batches * train.batch_size / larger.batch_size))
+    return trial
+
+
+def choose(runner) -> tuple[Plan, str | None]:
+    """The plan for ``runner``'s fresh budgeted run, switching ``runner.config`` to ``train.larger_batch``
+    where the budget affords its ``min_steps``; with a line saying which batch was chosen and why."""
     config = runner.config
+    larger = config.train.larger_batch
+    if larger is None or larger.batch_size == config.train.batch_size:
+        return fit(config, *measure(runner, config)), None
+    trial = with_larger_batch(config)
+    plan = fit(trial, *measure(runner, trial))
+    if plan.max_steps >= larger.min_steps:
+        config.train = trial.train
+        return plan, (f"train.larger_batch: {plan.max_steps:,} steps x {larger.batch_size} fit the budget "
+                      f"(at least {larger.min_steps:,}), so batches of {larger.batch_size} at lr {larger.lr:g}")
+    note = (f"train.larger_batch: only {plan.max_steps:,} steps x {larger.batch_size} fit the budget "
+            f"(fewer than {larger.min_steps:,}), so batches of {config.train.batch_size} at lr {config.train.lr:g}")
+    return fit(config, *measure(runner, config)), note
+
+
+def measure(runner, config: Config) -> tuple[float, float]:
+    """Seconds per training step and per evaluation of ``runner``'s model on its data, trained as
+    ``config`` says, on a copy of the model (the run's weights, optimizer and random streams are left as
+    they were). Rank 0's figures are every rank's, so all ranks choose the same step count."""
     model = copy.deepcopy(runner.model).train()
     optimizer = make_optimizer(model, config)  # the run's own: Muon costs more a step than AdamW
     size = config.train.batch_size

@@ -78,6 +78,16 @@ class ModelConfig(Strict):
 EVALUATION_ONLY_MODEL_OPTIONS = frozenset({"flip_tta"})
 
 
+class LargerBatch(Strict):
+    """``train.larger_batch``: where the time budget affords at least ``min_steps`` steps of ``batch_size``
+    sequences, train in those at peak rate ``lr`` instead (fewer, better updates; more sequences a second
+    on a CPU with AMX). ``train.eval_batches`` is scaled so that the same validation sequences are used."""
+
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    min_steps: int = Field(ge=1)
+
+
 class TrainConfig(Strict):
     max_steps: int = Field(1000, ge=0)
     batch_size: int = Field(16, ge=1)
@@ -105,6 +115,8 @@ class TrainConfig(Strict):
     # Train for about this many minutes on this machine: the run times its first steps and sets
     # max_steps (and eval_every, checkpoint_every, keeping their number) to fit. null: max_steps as given.
     time_budget_minutes: float | None = Field(None, gt=0)
+    # With a time budget: larger batches where the budget affords enough steps of them (framegru/budget.py).
+    larger_batch: LargerBatch | None = None
     # Fine-tuning: start from the weights of this framegru checkpoint (every tensor must fit) instead of a
     # random init; the optimizer, schedule and step count start fresh. --resume ignores it (``last`` wins).
     init: Path | None = None
@@ -344,11 +356,20 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     """The valid keys of the section that ``loc`` (a pydantic error location) points into."""
     for part in loc[:-1]:
         field = model.model_fields.get(part) if isinstance(part, str) else None
-        annotation = getattr(field, "annotation", None)
+        annotation = _unless_none(getattr(field, "annotation", None))
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation
     return list(model.model_fields)
+
+
+def _unless_none(annotation: Any) -> Any:
+    """``X`` for ``X | None`` (pydantic tags no member of it in error locations), else ``annotation``."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return members[0]
+    return annotation
 
 
 def _config_key(loc: tuple) -> tuple[tuple, bool]:
@@ -356,6 +377,7 @@ def _config_key(loc: tuple) -> tuple[tuple, bool]:
     (``int``, ``list[int]``: pydantic's, not the user's) followed it."""
     annotation: Any = Config
     for i, part in enumerate(loc):
+        annotation = _unless_none(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             field = annotation.model_fields.get(part) if isinstance(part, str) else None
             annotation = getattr(field, "annotation", None)
@@ -367,7 +389,11 @@ def _config_key(loc: tuple) -> tuple[tuple, bool]:
 
 
 def _explain(exc: ValidationError, source: str) -> UsageError:
-    error = exc.errors()[0]
+    errors = exc.errors()
+    error = errors[0]
+    if error["type"] == "missing":  # a misspelt required key is also an unknown one beside it: name the typo
+        error = next((e for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == error["loc"][:-1]),
+                     error)
     loc, union = _config_key(tuple(error["loc"]))
     key = ".".join(str(p) for p in loc)
     if union:  # one error per member type: say which types would do
@@ -464,6 +490,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, per_dev
             and config.train.time_budget_minutes:
         config.train.time_budget_minutes = None  # a step count asked for on the command line wins
         notes.append("train.max_steps given on the command line: train.time_budget_minutes is not used")
+    asked = sorted(f"train.{key}" for key in ("batch_size", "lr") if ("train", key) in given)
+    larger_given = any(key[:2] == ("train", "larger_batch") for key in given)
+    if asked and not larger_given and config.train.larger_batch is not None:
+        config.train.larger_batch = None  # a batch or rate asked for on the command line wins
+        notes.append(f"{' and '.join(asked)} given on the command line: train.larger_batch is not used")
     config._origin = {
         "source": str(path), "overrides": overrides, "notes": notes, "switched": switched,
         "device_section": device if device in sections and per_device else None,

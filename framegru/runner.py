@@ -106,9 +106,8 @@ class Runner:
         load_weights(self.model, ckpt.weights, f"{path} does not fit this model")
         optimization.restore_optimizer_state(self.optimizer, ckpt.train_state, self.device)
         self.best = ckpt.extra.get("best")
-        if self.config.train.time_budget_minutes:  # the step count the budget chose when the run began
-            chosen = ckpt.config.get("train", {})
-            budget.apply(self.config, chosen["max_steps"], chosen["eval_every"], chosen.get("checkpoint_every"))
+        if self.config.train.time_budget_minutes:  # what the budget chose when the run began
+            budget.restore(self.config, ckpt.config.get("train", {}))
         return ckpt.step
 
     def _init_weights(self) -> None:
@@ -213,10 +212,12 @@ class Runner:
         self._plan: budget.Plan | None = None
         self._refit_at: int | None = None
         if not resume and self.config.train.time_budget_minutes:
-            self._plan = budget.fit(self.config, *budget.measure(self))
+            self._plan, batch_note = budget.choose(self)
             budget.apply(self.config, self._plan.max_steps, self._plan.eval_every, self._plan.checkpoint_every)
             self._refit_at = budget.refit_step(self.config, self._plan)
             if self.is_main:
+                if batch_note:
+                    self.events.note(batch_note)
                 self.events.note(self._plan.describe(self.config.train.time_budget_minutes,
                                                      self.config.train.batch_size))
         # A resumed run's config.yaml waits for its first checkpoint: a resume that fails before one (a

@@ -87,7 +87,7 @@ def test_a_run_slower_than_its_probe_re_times_itself_and_keeps_to_its_budget(con
     # After a fiftieth of the budget by that claim (60 steps: early enough that the steps left are not held
     # up by the rule that the first evaluation follows the re-timing, even on a busy machine), the run times
     # its own steps and fixes the count again, before any checkpoint.
-    monkeypatch.setattr(budget, "measure", lambda runner: (0.002, 0.01))
+    monkeypatch.setattr(budget, "measure", lambda runner, config: (0.002, 0.01))
     config = load_config(budgeted(config_path, tmp_path, time_budget_minutes=0.1, max_steps=12, eval_every=4))
     notes = run_noting(config)
     planned = int(re.search(r"so ([\d,]+) steps", notes[0]).group(1).replace(",", ""))
@@ -120,10 +120,59 @@ def test_the_probe_times_steps_for_a_hundredth_of_the_budget(config_path, tmp_pa
     config = load_config(budgeted(config_path, tmp_path, time_budget_minutes=minutes, device="cpu"))
     runner = Runner(config, components_for(config))
     runner._build()
-    step_s, _ = budget.measure(runner)
+    step_s, _ = budget.measure(runner, runner.config)
     steps = 101 - sum(1 for _ in sleeps) - 1 - 2  # _batch calls: the warm-up step, the timed ones, two evaluations
     assert timed[0] <= steps <= timed[1]
     assert 0.02 <= step_s < 0.3  # the timed steps' pace, without the warm-up
+
+
+def per_sequence(runner, config):
+    """A machine where a step costs 2 ms a sequence, whatever the batch, and an evaluation 10 ms."""
+    return 0.002 * config.train.batch_size, 0.01
+
+
+LARGER = {"batch_size": 8, "lr": 0.02, "min_steps": 100}
+
+
+def test_a_budget_that_affords_enough_larger_steps_trains_in_them_and_resumes_so(config_path, tmp_path, monkeypatch):
+    # 3 s at 16 ms a step of 8: about 170 steps, at least min_steps, so batches of 8 at lr 0.02, and half the
+    # evaluation batches (the same 16 validation sequences).
+    monkeypatch.setattr(budget, "measure", per_sequence)
+    path = budgeted(config_path, tmp_path, time_budget_minutes=0.05, eval_batches=4, larger_batch=LARGER)
+    notes = run_noting(load_config(path))
+    assert "train.larger_batch: " in notes[0] and "so batches of 8 at lr 0.02" in notes[0]
+    assert "steps x 8, evaluating every" in notes[1]
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]
+    assert (written["batch_size"], written["lr"], written["eval_batches"]) == (8, 0.02, 2)
+    from framegru import checkpoint
+
+    kept = checkpoint.load(tmp_path / "run" / "last.safetensors").config["train"]
+    assert (kept["batch_size"], kept["lr"], kept["max_steps"]) == (8, 0.02, written["max_steps"])
+    # --resume takes the batch back from the checkpoint, not from the config's batch_size of 4.
+    resumed = load_config(path)
+    notes = run_noting(resumed, resume=True)
+    assert (resumed.train.batch_size, resumed.train.lr, resumed.train.eval_batches) == (8, 0.02, 2)
+    assert any("nothing to train" in note for note in notes)
+
+
+def test_a_budget_that_affords_too_few_larger_steps_keeps_the_batch(config_path, tmp_path, monkeypatch):
+    monkeypatch.setattr(budget, "measure", per_sequence)
+    path = budgeted(config_path, tmp_path, time_budget_minutes=0.05, larger_batch={**LARGER, "min_steps": 1000})
+    notes = run_noting(load_config(path))
+    assert re.search(r"only [\d,]+ steps x 8 fit the budget \(fewer than 1,000\), so batches of 4 at lr 0.01", notes[0])
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]
+    assert (written["batch_size"], written["lr"]) == (4, 0.01)
+    assert "steps x 4, evaluating every" in notes[1]  # sized for steps of 4
+
+
+def test_a_batch_or_rate_on_the_command_line_wins_over_the_larger_batch(config_path, tmp_path):
+    path = budgeted(config_path, tmp_path, time_budget_minutes=1, larger_batch=LARGER)
+    assert load_config(path).train.larger_batch.batch_size == 8
+    for override in ("train.batch_size=2", "train.lr=0.1"):
+        config = load_config(path, [override])
+        assert config.train.larger_batch is None
+        assert config.notes == [f"{override.split('=')[0]} given on the command line: train.larger_batch is not used"]
+    assert load_config(path, ["train.lr=0.1", "train.larger_batch.min_steps=5"]).train.larger_batch.min_steps == 5
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "abc"])
