@@ -115,17 +115,16 @@ def choose(runner) -> tuple[Plan, str | None]:
     """The plan for ``runner``'s fresh budgeted run, switching ``runner.config`` to ``train.larger_batch``
     where the budget affords its ``min_steps``; with a line saying which batch was chosen and why."""
     config = runner.config
-    larger = config.train.larger_batch
-    if larger is None or larger.batch_size == config.train.batch_size:
-        return fit(config, *measure(runner, config)), None
-    trial = with_larger_batch(config)
-    plan = fit(trial, *measure(runner, trial))
-    if plan.max_steps >= larger.min_steps:
-        config.train = trial.train
-        return plan, (f"train.larger_batch: {plan.max_steps:,} steps x {larger.batch_size} fit the budget "
-                      f"(at least {larger.min_steps:,}), so batches of {larger.batch_size} at lr {larger.lr:g}")
-    note = (f"train.larger_batch: only {plan.max_steps:,} steps x {larger.batch_size} fit the budget "
-            f"(fewer than {larger.min_steps:,}), so batches of {config.train.batch_size} at lr {config.train.lr:g}")
+    larger, note = config.train.larger_batch, None
+    if larger is not None and larger.batch_size != config.train.batch_size:
+        trial = with_larger_batch(config)
+        plan = fit(trial, *measure(runner, trial))
+        if plan.max_steps >= larger.min_steps:
+            config.train = trial.train
+            return plan, (f"train.larger_batch: {plan.max_steps:,} steps x {larger.batch_size} fit the budget "
+                          f"(at least {larger.min_steps:,}), so batches of {larger.batch_size} at lr {larger.lr:g}")
+        note = (f"train.larger_batch: only {plan.max_steps:,} steps x {larger.batch_size} fit the budget "
+                f"(fewer than {larger.min_steps:,}), so batches of {config.train.batch_size} at lr {config.train.lr:g}")
     return fit(config, *measure(runner, config)), note
 
 
