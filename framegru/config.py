@@ -450,11 +450,19 @@ def _paths_from_here(config: Config) -> None:
         config.data.reader = Component(name=reader.name, **{**reader.options, "path": str(Path.cwd() / value)})
 
 
+def _device_asked(raw: dict[str, Any]) -> str:
+    """``train.device`` of a config not yet validated: ``auto`` where it is not a name (validation says why)."""
+    train = raw.get("train")
+    name = train.get("device", "auto") if isinstance(train, dict) else "auto"
+    return name if isinstance(name, str) else "auto"
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None, *, per_device: bool = True) -> Config:
     """Read a config, apply its ``per_device`` section for this machine, then ``overrides``, and validate.
 
     Plugin paths become relative to the config's folder. Every ``per_device`` section is validated, not
-    only the one applied here: a typo in the cuda section fails on a CPU machine too.
+    only the one applied here (without ``overrides``, which are this machine's): a typo in the cuda
+    section fails on a CPU machine too.
 
     Args:
         path: the YAML file.
@@ -467,17 +475,19 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, per_dev
     raw = read_yaml(path)
     sections = _per_device(raw, str(path))
     cli = parse_overrides(overrides)
+    device = device_type(_device_asked(apply_values(copy.deepcopy(raw), cli)))
+    applied = device in sections and per_device
     switched: list = []
-    config = validate(apply_values(copy.deepcopy(raw), cli, switched), str(path))
-    resolved: dict[str, Config] = {}
-    for device, pairs in sections.items():
-        resolved[device] = validate(apply_values(apply_values(copy.deepcopy(raw), pairs), cli),
-                                    f"{path}: per_device.{device}")
-    device = device_type(config.train.device)
-    if device in sections and per_device:
-        switched = []  # noted again below, now for the config that runs
-        config = validate(apply_values(apply_values(copy.deepcopy(raw), sections[device], switched), cli, switched),
-                          f"{path}: per_device.{device}")
+    mine = sections[device] if applied else []
+    config = validate(apply_values(apply_values(copy.deepcopy(raw), mine, switched), cli, switched),
+                      f"{path}: per_device.{device}" if applied else str(path))
+    # Every variant of the file that does not run here is checked as the file writes it, so that a typo in
+    # the cuda section fails on a CPU machine too. The command line is for the run on this machine: it may
+    # complete what only this machine's section sets (train.larger_batch.min_steps=1500 on a CPU).
+    others = [("", [])] if applied else []  # the top level alone runs where no section applies
+    others += [(name, pairs) for name, pairs in sections.items() if not (applied and name == device)]
+    for name, pairs in others:
+        validate(apply_values(copy.deepcopy(raw), pairs), f"{path}: per_device.{name}" if name else str(path))
     _paths_from_here(config)
     base = path.resolve().parent
     config.plugins = [
@@ -497,7 +507,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, per_dev
         notes.append(f"{' and '.join(asked)} given on the command line: train.larger_batch is not used")
     config._origin = {
         "source": str(path), "overrides": overrides, "notes": notes, "switched": switched,
-        "device_section": device if device in sections and per_device else None,
-        "device_values": sections.get(device, []) if per_device else [],
+        "device_section": device if applied else None,
+        "device_values": mine,
     }
     return config

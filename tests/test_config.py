@@ -121,6 +121,16 @@ def test_command_line_wins_over_per_device(tmp_path):
     assert config.train.max_steps == 7 and config.model.engine.hidden == [64, 64]
 
 
+def test_command_line_completes_what_only_this_machines_section_sets(tmp_path):
+    # The top level has no larger_batch: a key inside the cpu section's one is this machine's to change.
+    text = PER_DEVICE.replace("    train.max_steps: 3000\n",
+                              "    train.max_steps: 3000\n    train.larger_batch: {batch_size: 64, lr: 0.003, min_steps: 2000}\n")
+    config = load_config(write(tmp_path, text), ["train.larger_batch.min_steps=1500"])
+    assert (config.train.larger_batch.batch_size, config.train.larger_batch.min_steps) == (64, 1500)
+    with pytest.raises(UsageError, match=r"per_device.cpu: bad value for 'train.larger_batch.min_steps'"):
+        load_config(write(tmp_path, text), ["train.larger_batch.min_steps=-1"])
+
+
 def test_per_device_follows_train_device(tmp_path, monkeypatch):
     import torch
 
