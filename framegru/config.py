@@ -450,6 +450,23 @@ def _paths_from_here(config: Config) -> None:
         config.data.reader = Component(name=reader.name, **{**reader.options, "path": str(Path.cwd() / value)})
 
 
+def _validates(raw: dict[str, Any]) -> bool:
+    try:
+        Config.model_validate(raw)
+    except ValidationError:
+        return False
+    return True
+
+
+def _blamed(raw: dict[str, Any], section: list, path: Path, name: str | None) -> str:
+    """Whom an error in the config that runs is told against: this machine's ``per_device`` section where
+    the file's top level validates and does not with the section, else the file (its top level, or the
+    command line's value in it)."""
+    if name and _validates(raw) and not _validates(apply_values(copy.deepcopy(raw), section)):
+        return f"{path}: per_device.{name}"
+    return str(path)
+
+
 def _device_asked(raw: dict[str, Any]) -> str:
     """``train.device`` of a config not yet validated: ``auto`` where it is not a name (validation says why)."""
     train = raw.get("train")
@@ -479,15 +496,20 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, per_dev
     applied = device in sections and per_device
     switched: list = []
     mine = sections[device] if applied else []
-    config = validate(apply_values(apply_values(copy.deepcopy(raw), mine, switched), cli, switched),
-                      f"{path}: per_device.{device}" if applied else str(path))
-    # Every variant of the file that does not run here is checked as the file writes it, so that a typo in
-    # the cuda section fails on a CPU machine too. The command line is for the run on this machine: it may
-    # complete what only this machine's section sets (train.larger_batch.min_steps=1500 on a CPU).
+    try:
+        config = Config.model_validate(apply_values(apply_values(copy.deepcopy(raw), mine, switched), cli, switched))
+    except ValidationError as exc:
+        raise _explain(exc, _blamed(raw, mine, path, device if applied else None)) from exc
+    # Every other variant of the file is checked too, so that a typo in the cuda section fails on a CPU
+    # machine. The command line is this machine's: it may complete what only this machine's section sets
+    # (train.larger_batch.min_steps=1500 on a CPU), or what the file leaves to it. So a variant fails only
+    # where it fails both with the command line and as the file writes it (that error is told).
     others = [("", [])] if applied else []  # the top level alone runs where no section applies
     others += [(name, pairs) for name, pairs in sections.items() if not (applied and name == device)]
     for name, pairs in others:
-        validate(apply_values(copy.deepcopy(raw), pairs), f"{path}: per_device.{name}" if name else str(path))
+        variant = apply_values(copy.deepcopy(raw), pairs)
+        if not _validates(apply_values(copy.deepcopy(variant), cli)):
+            validate(variant, f"{path}: per_device.{name}" if name else str(path))
     _paths_from_here(config)
     base = path.resolve().parent
     config.plugins = [

@@ -127,8 +127,18 @@ def test_command_line_completes_what_only_this_machines_section_sets(tmp_path):
                               "    train.max_steps: 3000\n    train.larger_batch: {batch_size: 64, lr: 0.003, min_steps: 2000}\n")
     config = load_config(write(tmp_path, text), ["train.larger_batch.min_steps=1500"])
     assert (config.train.larger_batch.batch_size, config.train.larger_batch.min_steps) == (64, 1500)
-    with pytest.raises(UsageError, match=r"per_device.cpu: bad value for 'train.larger_batch.min_steps'"):
+    with pytest.raises(UsageError, match=r"yaml: bad value for 'train.larger_batch.min_steps'"):  # the command line's
         load_config(write(tmp_path, text), ["train.larger_batch.min_steps=-1"])
+    with pytest.raises(UsageError, match=r"per_device.cuda: unknown key 'train.max_stpes'"):  # still checked here
+        load_config(write(tmp_path, text + "    train.max_stpes: 3\n"), ["train.larger_batch.min_steps=1500"])
+
+
+def test_a_file_may_leave_keys_to_the_command_line(tmp_path):
+    # No head in the file: every variant of it is incomplete alone, and complete with the command line.
+    text = PER_DEVICE.replace("  head: next_frame\n", "")
+    assert load_config(write(tmp_path, text), ["model.head=next_frame"]).train.max_steps == 3000
+    with pytest.raises(UsageError, match=r"missing key 'model.head'"):
+        load_config(write(tmp_path, text))
 
 
 def test_per_device_follows_train_device(tmp_path, monkeypatch):
