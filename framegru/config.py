@@ -478,8 +478,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, per_dev
     """Read a config, apply its ``per_device`` section for this machine, then ``overrides``, and validate.
 
     Plugin paths become relative to the config's folder. Every ``per_device`` section is validated, not
-    only the one applied here (without ``overrides``, which are this machine's): a typo in the cuda
-    section fails on a CPU machine too.
+    only the one applied here: a typo in the cuda section fails on a CPU machine too. ``overrides`` are
+    this machine's, so another section fails only where it fails both with them and without them.
 
     Args:
         path: the YAML file.
