@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from framegru.config import load_config
 from framegru.errors import DataError
 from framegru_plugins.readers.moving_mnist import MovingMNIST, bouncing_digits, write_sequences
 
@@ -32,6 +35,15 @@ def test_generated_sequences_are_reproducible_and_split_by_digits(data_root):
     # Validation sequences come from the MNIST *test* digits only; training from the training digits.
     assert val.images.shape[0] == 10_000 and train.images.shape[0] == 60_000
     assert train.info.context == 10 and train.info.future == 10 and len(val) == 1000
+
+
+def test_the_default_training_split_outlasts_a_long_run(data_root):
+    # A model trained seven times over a fixed pool memorizes it (BENCHMARKS.md): the default pool must
+    # hold many times what the shipped checkpoint's run read (5,430 steps x 128) so that no run repeats one.
+    shipped = load_config(Path(__file__).resolve().parent.parent / "samples" / "checkpoints" / "moving_mnist.yaml")
+    read = shipped.train.max_steps * shipped.train.batch_size
+    assert read == 695_040 and shipped.data.reader.options["sequences"] == 100_000  # the pool it had
+    assert len(MovingMNIST(root=data_root, split="train")) >= 10 * read
 
 
 def test_npy_round_trip(data_root, tmp_path):
@@ -84,3 +96,20 @@ def test_the_npy_writer_says_what_it_wrote(data_root, tmp_path, monkeypatch, cap
     assert capsys.readouterr().out == (f"wrote {out}: uint8 [20, 2, 64, 64] (frames, sequences, height, width), "
                                        "2 sequences of MNIST test digits, test split, seed 2024\n")
     assert np.load(out).shape == (20, 2, 64, 64)
+
+
+def test_the_npy_writer_writes_the_start_of_a_training_pool(data_root, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from framegru_plugins.readers import moving_mnist
+
+    out = tmp_path / "pool.npy"
+    argv = ["moving_mnist", str(out), "--root", str(data_root), "--sequences", "2", "--split", "train", "--seed", "3"]
+    monkeypatch.setattr(sys, "argv", argv)
+    moving_mnist.main()
+    assert capsys.readouterr().out.endswith("2 sequences of MNIST training digits, train split, seed 3\n")
+    pool = MovingMNIST(root=data_root, split="train", seed=3)  # what a run with data.reader.seed: 3 reads
+    written = MovingMNIST(root=tmp_path, split="test", path=str(out))
+    for i in range(2):
+        torch.testing.assert_close(written[i]["video"], pool[i]["video"])
+    assert not torch.equal(written[0]["video"], MovingMNIST(root=data_root, split="train", seed=0)[0]["video"])
