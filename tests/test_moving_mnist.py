@@ -12,6 +12,8 @@ from framegru.config import load_config
 from framegru.errors import DataError
 from framegru_plugins.readers.moving_mnist import MovingMNIST, bouncing_digits, write_sequences
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_bouncing_digits_move_and_stay_inside():
     digit = np.zeros((1, 28, 28), np.uint8)
@@ -40,7 +42,7 @@ def test_generated_sequences_are_reproducible_and_split_by_digits(data_root):
 def test_the_default_training_split_outlasts_a_long_run(data_root):
     # A model trained seven times over a fixed pool memorizes it (BENCHMARKS.md): the default pool must
     # hold many times what the shipped checkpoint's run read (5,430 steps x 128) so that no run repeats one.
-    shipped = load_config(Path(__file__).resolve().parent.parent / "samples" / "checkpoints" / "moving_mnist.yaml")
+    shipped = load_config(ROOT / "samples" / "checkpoints" / "moving_mnist.yaml")
     read = shipped.train.max_steps * shipped.train.batch_size
     assert read == 695_040 and shipped.data.reader.options["sequences"] == 100_000  # the pool it had
     assert len(MovingMNIST(root=data_root, split="train")) >= 10 * read
@@ -113,3 +115,16 @@ def test_the_npy_writer_writes_the_start_of_a_training_pool(data_root, tmp_path,
     for i in range(2):
         torch.testing.assert_close(written[i]["video"], pool[i]["video"])
     assert not torch.equal(written[0]["video"], MovingMNIST(root=data_root, split="train", seed=0)[0]["video"])
+
+
+def test_the_npy_writer_refuses_a_seed_for_the_fixed_splits(data_root, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from framegru_plugins.readers import moving_mnist
+
+    out = tmp_path / "mm.npy"
+    monkeypatch.setattr(sys, "argv", ["moving_mnist", str(out), "--root", str(data_root), "--seed", "1"])
+    with pytest.raises(SystemExit) as stopped:
+        moving_mnist.main()
+    assert stopped.value.code == 2 and not out.exists()
+    assert "--seed picks a training pool; the test split is fixed by seed 2024" in capsys.readouterr().err

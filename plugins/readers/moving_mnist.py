@@ -137,10 +137,13 @@ def main() -> None:
     parser.add_argument("--root", type=Path, required=True, help="data root holding MNIST/raw")
     parser.add_argument("--sequences", type=int, default=10_000)
     parser.add_argument("--split", default="test", choices=["val", "test", "train"])
-    parser.add_argument("--seed", type=int, default=0,
-                        help="train split only: the pool's seed (a run's data.reader.seed; another seed, new sequences)")
+    parser.add_argument("--seed", type=int,
+                        help="train split only: the pool's seed (a run's data.reader.seed, default 0; another seed, "
+                             "new sequences)")
     args = parser.parse_args()
-    dataset = MovingMNIST(root=args.root, split=args.split, sequences=args.sequences, seed=args.seed)
+    if args.seed is not None and args.split != "train":  # val and test are fixed by EVAL_SEED: say so, not ignore it
+        parser.error(f"--seed picks a training pool; the {args.split} split is fixed by seed {EVAL_SEED}")
+    dataset = MovingMNIST(root=args.root, split=args.split, sequences=args.sequences, seed=args.seed or 0)
     write_sequences(dataset, args.out)
     digits = "training" if args.split == "train" else "test"
     print(f"wrote {args.out}: uint8 [{dataset.frames}, {len(dataset)}, {dataset.size}, {dataset.size}] "
