@@ -60,6 +60,10 @@ class DataConfig(Strict):
 class EngineConfig(Strict):
     hidden: int | list[int] = 64
     kernel: int | list[int] | list[list[int]] = 3
+    # The kernel of the input-to-gate convolutions (Wz, Wr, Wn), every layer, where it differs from
+    # ``kernel`` (which Uz, Ur, Un keep). 1: the hidden convolutions alone mix space, which they do anyway
+    # through each neighbour's state, and the input terms cost kernel**2 times less.
+    input_kernel: int | None = Field(None, ge=1)
     bidirectional: bool = False
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     checkpoint_time: bool = False

@@ -85,12 +85,16 @@ class ConvGRUCell(nn.Module):
         hidden_channels: channels of ``h``.
         kernel_size: an int or ``(kh, kw)``; even and rectangular kernels keep the spatial size.
         bias: learn ``bz, br, bn``.
+        input_kernel_size: the kernel of ``Wz, Wr, Wn`` when it differs from ``kernel_size`` (that of
+            ``Uz, Ur, Un``). ``1`` leaves the spatial mixing to the hidden convolutions, which already
+            see each neighbour's state: the input terms then cost ``k*k`` times less.
 
     ``cell(x_t, h)`` with ``x_t`` ``[B, in_channels, H, W]`` and ``h`` ``[B, hidden_channels, H, W]`` or
     ``None`` (zeros) returns ``h'`` ``[B, hidden_channels, H, W]``.
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | Sequence[int], bias: bool = True):
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | Sequence[int], bias: bool = True,
+                 input_kernel_size: int | Sequence[int] | None = None):
         super().__init__()
         if in_channels < 1 or hidden_channels < 1:
             raise ValueError(f"channels must be positive, got in={in_channels}, hidden={hidden_channels}")
@@ -98,7 +102,8 @@ class ConvGRUCell(nn.Module):
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
         self.kernel_size = kernel
-        self.input_conv = _same_conv(in_channels, 3 * hidden_channels, kernel, bias)  # [Wz; Wr; Wn], [bz; br; bn]
+        self.input_kernel_size = kernel if input_kernel_size is None else _pair(input_kernel_size)
+        self.input_conv = _same_conv(in_channels, 3 * hidden_channels, self.input_kernel_size, bias)  # [Wz; Wr; Wn], [bz; br; bn]
         self.hidden_zr = _same_conv(hidden_channels, 2 * hidden_channels, kernel, False)  # [Uz; Ur]
         self.hidden_n = _same_conv(hidden_channels, hidden_channels, kernel, False)  # Un
         self.reset_parameters()
@@ -222,6 +227,7 @@ class ConvGRU(nn.Module):
         bidirectional: bool = False,
         checkpoint_time: bool = False,
         plan: Plan | None = None,
+        input_kernel_size: int | Sequence[int] | None = None,
     ):
         super().__init__()
         if num_layers is None:  # ConvGRU(16, [64, 64], 3) means two layers: no need to say it twice
@@ -243,9 +249,9 @@ class ConvGRU(nn.Module):
         layers, backward = [], []
         c_in = in_channels
         for c_h, k in zip(self.hidden_channels, kernels):
-            layers.append(ConvGRUCell(c_in, c_h, k, bias))
+            layers.append(ConvGRUCell(c_in, c_h, k, bias, input_kernel_size))
             if bidirectional:
-                backward.append(ConvGRUCell(c_in, c_h, k, bias))
+                backward.append(ConvGRUCell(c_in, c_h, k, bias, input_kernel_size))
             c_in = c_h * directions
         self.layers = nn.ModuleList(layers)
         self.backward_layers = nn.ModuleList(backward)
@@ -259,7 +265,7 @@ class ConvGRU(nn.Module):
 
     def _run_layer(self, cell: ConvGRUCell, x: Tensor, h: Tensor | None, reverse: bool, plan: Plan) -> Tensor:
         """Run one layer over the time-major ``x`` ``[T, B, C, H, W]``; returns its outputs, time-major."""
-        if plan.fused and recurrence.supports(cell.kernel_size):
+        if plan.fused and recurrence.supports(cell.kernel_size) and recurrence.supports(cell.input_kernel_size):
             return recurrence.run_layer(
                 x, h, cell.input_conv.weight, cell.input_conv.bias, cell.hidden_zr.weight, cell.hidden_n.weight,
                 reverse=reverse, checkpoint=self.checkpoint_time, channels_last=plan.channels_last,

@@ -59,6 +59,11 @@ Gates = tuple[Tensor, Tensor]
 run of steps; kept apart so that each step's slice is contiguous and feeds a convolution without a copy."""
 
 
+def _pad(weight: Tensor) -> tuple[int, int]:
+    """The same-padding of an odd kernel: the input and the hidden kernels may differ in size."""
+    return (weight.shape[-2] // 2, weight.shape[-1] // 2)
+
+
 def _project(x: Tensor, w_in: Tensor, b_in: Tensor | None, pad: tuple[int, int]) -> Gates:
     """Input terms of the gates for a run of steps ``x`` ``[K, B, C_in, H, W]``, in one convolution per buffer."""
     k, c = x.shape[0], w_in.shape[0] // 3
@@ -137,14 +142,14 @@ def forward_layer(x: Tensor, h0: Tensor | None, w_in: Tensor, b_in: Tensor | Non
     convolution just before those steps run. Returns the outputs ``[T, B, C, H, W]`` and, with ``keep``,
     the gates of all steps."""
     t, c = x.shape[0], w_n.shape[0]
-    pad = (w_in.shape[-2] // 2, w_in.shape[-1] // 2)
+    pad_in, pad = _pad(w_in), _pad(w_zr)
     out = _empty_frames(x, c, channels_last)
     kept = None
     if keep and per_conv < t:
         kept = (_empty_frames(x, 2 * c, channels_last), _empty_frames(x, c, channels_last))
     h = h0
     for a, b in _chunks(t, per_conv, reverse):
-        zr, n = _project(x[a:b], w_in, b_in, pad)
+        zr, n = _project(x[a:b], w_in, b_in, pad_in)
         if kept is not None:
             zr, n = kept[0][a:b].copy_(zr), kept[1][a:b].copy_(n)
         for i in _steps(a, b, reverse):
@@ -159,7 +164,7 @@ def _recompute(x: Tensor, out: Tensor, h0: Tensor | None, a: int, b: int, revers
                b_in: Tensor | None, w_zr: Tensor, w_n: Tensor, pad: tuple[int, int]) -> Gates:
     """The gates of steps ``[a, b)`` again, batched over the run: every previous state is known."""
     c = w_n.shape[0]
-    zr, n = _project(x[a:b], w_in, b_in, pad)
+    zr, n = _project(x[a:b], w_in, b_in, _pad(w_in))
     fresh = torch.ones(b - a, dtype=torch.bool)  # steps from a zero state
     for rows, prev in _prev_runs(out, h0, a, b, reverse):
         k = prev.shape[0]
@@ -205,7 +210,7 @@ class FusedLayer(torch.autograd.Function):
         keep = kept is not None
         need_x, need_h0, need_w_in, need_b_in, need_w_zr, need_w_n = ctx.needs_input_grad[:6]
         t, c = out.shape[0], out.shape[2]
-        pad = (w_in.shape[-2] // 2, w_in.shape[-1] // 2)
+        pad_in, pad = _pad(w_in), _pad(w_zr)
         wt_zr = w_zr.flip(2, 3).transpose(0, 1).contiguous()
         wt_n = w_n.flip(2, 3).transpose(0, 1).contiguous()
         halves = ((slice(0, 2 * c), 0), (slice(2 * c, 3 * c), 1))  # input-conv channels of zr and n
@@ -233,7 +238,7 @@ class FusedLayer(torch.autograd.Function):
             frames = x[a:b].flatten(0, 1)
             for channels, which in halves:
                 gx, gw, gb = _conv_grads(gates[which].flatten(0, 1), frames, w_in[channels],
-                                         None if b_in is None else b_in[channels], pad, (need_x, need_w_in, need_b_in))
+                                         None if b_in is None else b_in[channels], pad_in, (need_x, need_w_in, need_b_in))
                 if need_x:
                     dx[a] = gx if which == 0 else dx[a].add_(gx)
                 if need_w_in:

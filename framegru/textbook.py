@@ -60,8 +60,10 @@ class TextbookConvGRU(nn.Module):
 def textbook_from(model: ConvGRU) -> TextbookConvGRU:
     """A :class:`TextbookConvGRU` with ``model``'s weights (a plain, unidirectional, square-kernel stack)."""
     kernels = {cell.kernel_size for cell in model.layers}
-    if model.bidirectional or len(kernels) != 1 or len(next(iter(kernels))) != 2 or len(set(next(iter(kernels)))) != 1:
-        raise ValueError("textbook_from needs a unidirectional ConvGRU with one square kernel for all layers")
+    own_input_kernel = any(cell.input_kernel_size != cell.kernel_size for cell in model.layers)
+    if (model.bidirectional or own_input_kernel or len(kernels) != 1 or len(next(iter(kernels))) != 2
+            or len(set(next(iter(kernels)))) != 1):
+        raise ValueError("textbook_from needs a unidirectional ConvGRU with one square kernel for all its convolutions")
     if not model.batch_first:
         raise ValueError("textbook_from needs a batch_first ConvGRU")
     first = model.layers[0]

@@ -75,6 +75,29 @@ def test_forward_matches_reference_values_and_gradients(kernel, bias):
             torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("input_kernel", [1, 5])
+def test_an_input_kernel_of_its_own_matches_the_reference(input_kernel):
+    torch.manual_seed(0)
+    model = randomize(ConvGRU(3, [5, 4], 3, input_kernel_size=input_kernel)).double()
+    for cell in model.layers:
+        assert cell.input_conv.weight.shape[-2:] == (input_kernel, input_kernel)
+        assert cell.hidden_zr.weight.shape[-2:] == (3, 3) and cell.kernel_size == (3, 3)
+    x = torch.randn(2, 4, 3, 6, 7, dtype=torch.float64, requires_grad=True)
+    out, states = model(x)
+    ref_out, ref_states = reference(model, x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), [x, *model.parameters()])
+    ref_grads = torch.autograd.grad((ref_out * weights).sum(), [x, *model.parameters()])
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-9)
+    steps, state = [], None
+    for t in range(x.shape[1]):
+        y, state = model.step(x[:, t], state)
+        steps.append(y)
+    torch.testing.assert_close(torch.stack(steps, 1), out, rtol=1e-10, atol=1e-10)
+
+
 def test_even_kernels_print_no_pytorch_warning():
     # In a fresh interpreter, as a user runs it: an even kernel is a supported choice, not worth a warning.
     code = ("import torch; from framegru import ConvGRU; "
@@ -217,3 +240,15 @@ def test_num_layers_follows_the_hidden_list():
     assert len(ConvGRU(4, 8, 3, num_layers=2).layers) == 2
     with pytest.raises(ValueError, match="hidden_channels has 2 entries for 3 layers"):
         ConvGRU(4, [8, 8], 3, num_layers=3)
+
+
+@pytest.mark.parametrize("still,want", [(False, (3, 3)), (True, (1, 3))])
+def test_the_configs_input_kernel_follows_the_kernels_rule_for_stills(still, want):
+    from framegru.config import validate
+    from framegru.model import engine_from_config
+
+    spec = {"engine": {"hidden": [4, 4], "kernel": 5, "input_kernel": 3}, "head": {"name": "next_frame"}}
+    config = validate({"data": {"reader": {"name": "video", "frames": 4, "context": 2}}, "model": spec}, "test")
+    engine = engine_from_config(config, 2, still=still)
+    assert [cell.input_kernel_size for cell in engine.layers] == [want, want]
+    assert [cell.kernel_size for cell in engine.layers] == [(1, 5) if still else (5, 5)] * 2

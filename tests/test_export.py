@@ -138,11 +138,13 @@ def test_every_registered_backbone_exports_in_a_streaming_step(name, tmp_path):
     assert_steps_match(model, session, torch.rand(2, 2, 1, 16, 16))
 
 
-def test_a_warp_head_model_exports_and_steps_as_in_pytorch(tmp_path):
-    """The frame goes around the ConvGRU to the head (identity with skips) and is moved by grid sampling."""
+@pytest.mark.parametrize("input_kernel", [None, 1])
+def test_a_warp_head_model_exports_and_steps_as_in_pytorch(tmp_path, input_kernel):
+    """The frame goes around the ConvGRU to the head (identity with skips) and is moved by grid sampling;
+    also with 1x1 input kernels (``model.engine.input_kernel``)."""
     info = DataInfo(channels=1, height=16, width=16, context=2, future=2)
-    spec = {"backbone": {"name": "identity", "patch": 4, "skips": True}, "engine": {"hidden": [6, 4]},
-            "head": {"name": "warp", "width": 8}}
+    spec = {"backbone": {"name": "identity", "patch": 4, "skips": True},
+            "engine": {"hidden": [6, 4], "input_kernel": input_kernel}, "head": {"name": "warp", "width": 8}}
     config = validate({"data": {"reader": {"name": "video", "frames": 4, "context": 2}}, "model": spec}, "test")
     torch.manual_seed(0)
     model = build_model(config, load_components(), info)
@@ -151,6 +153,8 @@ def test_a_warp_head_model_exports_and_steps_as_in_pytorch(tmp_path):
             p.normal_(std=0.3)
     ckpt = tmp_path / "warp.safetensors"
     checkpoint.save(ckpt, model.state_dict(), config=config.to_dict(), info=info.to_dict(), step=0)
+    side = input_kernel or 3
+    assert all(cell.input_conv.weight.shape[-2:] == (side, side) for cell in model.engine.layers)
     session = export(ckpt, tmp_path / "warp.onnx")
     torch.manual_seed(1)
     got = assert_steps_match(load_model(ckpt, load_components()), session, torch.rand(4, 2, 1, 16, 16))

@@ -56,11 +56,12 @@ def test_fused_layer_matches_the_cell_loop_in_float64(reverse, checkpoint, chann
 
 
 @pytest.mark.parametrize("keep", [True, False])
-def test_fused_layer_passes_gradcheck(keep):
+@pytest.mark.parametrize("input_kernel", [3, 1])
+def test_fused_layer_passes_gradcheck(keep, input_kernel):
     torch.manual_seed(1)
     x = torch.randn(3, 1, 2, 3, 3, dtype=torch.double, requires_grad=True)
     h0 = torch.randn(1, 2, 3, 3, dtype=torch.double, requires_grad=True)
-    w_in = torch.randn(6, 2, 3, 3, dtype=torch.double, requires_grad=True)
+    w_in = torch.randn(6, 2, input_kernel, input_kernel, dtype=torch.double, requires_grad=True)
     b_in = torch.randn(6, dtype=torch.double, requires_grad=True)
     w_zr = torch.randn(4, 2, 3, 3, dtype=torch.double, requires_grad=True)
     w_n = torch.randn(2, 2, 3, 3, dtype=torch.double, requires_grad=True)
@@ -90,9 +91,12 @@ PLANS = {
 
 
 @pytest.mark.parametrize("name", list(PLANS))
-@pytest.mark.parametrize("bidirectional,checkpoint_time", [(False, False), (True, False), (False, True), (True, True)])
-def test_every_plan_agrees_with_the_reference_in_fp32(name, bidirectional, checkpoint_time):
-    reference, model = _pair(PLANS[name], bidirectional=bidirectional, checkpoint_time=checkpoint_time)
+@pytest.mark.parametrize("bidirectional,checkpoint_time,input_kernel",
+                         [(False, False, None), (True, False, None), (False, True, None), (True, True, None),
+                          (False, False, 1), (False, True, 1)])
+def test_every_plan_agrees_with_the_reference_in_fp32(name, bidirectional, checkpoint_time, input_kernel):
+    reference, model = _pair(PLANS[name], bidirectional=bidirectional, checkpoint_time=checkpoint_time,
+                             input_kernel_size=input_kernel)
     x = torch.randn(2, 6, 3, 5, 4, requires_grad=True)
     d = 2 if bidirectional else 1
     h0 = [torch.randn(2, 5 * d, 5, 4), torch.randn(2, 4 * d, 5, 4)]
