@@ -208,6 +208,8 @@ class ConvGRU(nn.Module):
             there (activation checkpointing over time): less memory for long sequences, about a third
             more compute in training.
         plan: how to run (:class:`Plan`); ``None`` picks :data:`FASTEST` for the input's device.
+        input_kernel_size: the input convolutions' own kernel, every layer (see :class:`ConvGRUCell`);
+            ``None``: each layer's ``kernel_size``.
 
     ``out, states = model(x, h0=None)``: ``out`` is the last layer's sequence ``[B, T, C_last, H, W]``
     (``C_last`` doubled when bidirectional); ``states`` the list of each layer's last hidden state
