@@ -132,9 +132,12 @@ def engine_from_config(config: Config, in_channels: int, still: bool) -> ConvGRU
     spec = config.model.engine
     hidden = spec.hidden if isinstance(spec.hidden, list) else [spec.hidden]
     per_layer = [spec.kernel] * len(hidden) if is_one_kernel(spec.kernel, len(hidden)) else list(spec.kernel)
-    # A row is one pixel tall: a (1, k) kernel runs along it; anything taller would only see padding.
-    kernels = [((1, k) if still else (k, k)) if isinstance(k, int) else tuple(k) for k in per_layer]
-    input_kernel = spec.input_kernel if spec.input_kernel is None or not still else (1, spec.input_kernel)
+
+    def shape(k):  # a row is one pixel tall: a (1, k) kernel runs along it; anything taller would only see padding
+        return ((1, k) if still else (k, k)) if isinstance(k, int) else tuple(k)
+
+    kernels = [shape(k) for k in per_layer]
+    input_kernel = None if spec.input_kernel is None else shape(spec.input_kernel)
     try:
         return ConvGRU(
             in_channels, hidden, kernels, num_layers=len(hidden), dropout=spec.dropout,

@@ -60,13 +60,13 @@ run of steps; kept apart so that each step's slice is contiguous and feeds a con
 
 
 def _pad(weight: Tensor) -> tuple[int, int]:
-    """The same-padding of an odd kernel: the input and the hidden kernels may differ in size."""
+    """The same-padding of an odd kernel (the input kernel may differ from the hidden ones)."""
     return (weight.shape[-2] // 2, weight.shape[-1] // 2)
 
 
-def _project(x: Tensor, w_in: Tensor, b_in: Tensor | None, pad: tuple[int, int]) -> Gates:
+def _project(x: Tensor, w_in: Tensor, b_in: Tensor | None) -> Gates:
     """Input terms of the gates for a run of steps ``x`` ``[K, B, C_in, H, W]``, in one convolution per buffer."""
-    k, c = x.shape[0], w_in.shape[0] // 3
+    k, c, pad = x.shape[0], w_in.shape[0] // 3, _pad(w_in)
     frames = x.flatten(0, 1)
     zr = F.conv2d(frames, w_in[: 2 * c], None if b_in is None else b_in[: 2 * c], padding=pad)
     n = F.conv2d(frames, w_in[2 * c :], None if b_in is None else b_in[2 * c :], padding=pad)
@@ -142,14 +142,14 @@ def forward_layer(x: Tensor, h0: Tensor | None, w_in: Tensor, b_in: Tensor | Non
     convolution just before those steps run. Returns the outputs ``[T, B, C, H, W]`` and, with ``keep``,
     the gates of all steps."""
     t, c = x.shape[0], w_n.shape[0]
-    pad_in, pad = _pad(w_in), _pad(w_zr)
+    pad = _pad(w_zr)
     out = _empty_frames(x, c, channels_last)
     kept = None
     if keep and per_conv < t:
         kept = (_empty_frames(x, 2 * c, channels_last), _empty_frames(x, c, channels_last))
     h = h0
     for a, b in _chunks(t, per_conv, reverse):
-        zr, n = _project(x[a:b], w_in, b_in, pad_in)
+        zr, n = _project(x[a:b], w_in, b_in)
         if kept is not None:
             zr, n = kept[0][a:b].copy_(zr), kept[1][a:b].copy_(n)
         for i in _steps(a, b, reverse):
@@ -164,7 +164,7 @@ def _recompute(x: Tensor, out: Tensor, h0: Tensor | None, a: int, b: int, revers
                b_in: Tensor | None, w_zr: Tensor, w_n: Tensor, pad: tuple[int, int]) -> Gates:
     """The gates of steps ``[a, b)`` again, batched over the run: every previous state is known."""
     c = w_n.shape[0]
-    zr, n = _project(x[a:b], w_in, b_in, _pad(w_in))
+    zr, n = _project(x[a:b], w_in, b_in)
     fresh = torch.ones(b - a, dtype=torch.bool)  # steps from a zero state
     for rows, prev in _prev_runs(out, h0, a, b, reverse):
         k = prev.shape[0]

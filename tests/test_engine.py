@@ -54,6 +54,22 @@ def randomize(model):
     return model
 
 
+def assert_matches_reference(model: ConvGRU, x, start=None):
+    """``model`` from ``start`` equals :func:`reference` in float64: outputs, last states and gradients."""
+    out, states = model(x, start)
+    ref_out, ref_states = reference(model, x, start)
+    assert out.shape == ref_out.shape
+    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
+    for s, r in zip(states, ref_states):
+        torch.testing.assert_close(s, r, rtol=1e-10, atol=1e-10)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), [x, *model.parameters()])
+    ref_grads = torch.autograd.grad((ref_out * weights).sum(), [x, *model.parameters()])
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-9)
+    return out
+
+
 @pytest.mark.parametrize("kernel", [3, 2, (1, 5), (3, 4)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_forward_matches_reference_values_and_gradients(kernel, bias):
@@ -62,17 +78,7 @@ def test_forward_matches_reference_values_and_gradients(kernel, bias):
     x = torch.randn(2, 4, 3, 6, 7, dtype=torch.float64, requires_grad=True)
     h0 = [torch.randn(2, 5, 6, 7, dtype=torch.float64), torch.randn(2, 4, 6, 7, dtype=torch.float64)]
     for start in (None, h0):
-        out, states = model(x, start)
-        ref_out, ref_states = reference(model, x, start)
-        assert out.shape == (2, 4, 4, 6, 7)
-        torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
-        for s, r in zip(states, ref_states):
-            torch.testing.assert_close(s, r, rtol=1e-10, atol=1e-10)
-        weights = torch.randn_like(out)
-        grads = torch.autograd.grad((out * weights).sum(), [x, *model.parameters()])
-        ref_grads = torch.autograd.grad((ref_out * weights).sum(), [x, *model.parameters()])
-        for g, r in zip(grads, ref_grads):
-            torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-9)
+        assert assert_matches_reference(model, x, start).shape == (2, 4, 4, 6, 7)
 
 
 @pytest.mark.parametrize("input_kernel", [1, 5])
@@ -83,14 +89,7 @@ def test_an_input_kernel_of_its_own_matches_the_reference(input_kernel):
         assert cell.input_conv.weight.shape[-2:] == (input_kernel, input_kernel)
         assert cell.hidden_zr.weight.shape[-2:] == (3, 3) and cell.kernel_size == (3, 3)
     x = torch.randn(2, 4, 3, 6, 7, dtype=torch.float64, requires_grad=True)
-    out, states = model(x)
-    ref_out, ref_states = reference(model, x)
-    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
-    weights = torch.randn_like(out)
-    grads = torch.autograd.grad((out * weights).sum(), [x, *model.parameters()])
-    ref_grads = torch.autograd.grad((ref_out * weights).sum(), [x, *model.parameters()])
-    for g, r in zip(grads, ref_grads):
-        torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-9)
+    out = assert_matches_reference(model, x)
     steps, state = [], None
     for t in range(x.shape[1]):
         y, state = model.step(x[:, t], state)
