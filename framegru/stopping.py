@@ -1,8 +1,9 @@
-"""Stopping a run cleanly: Ctrl-C or SIGTERM asks the loop to finish its step, save ``last`` and stop.
+"""Stopping cleanly: Ctrl-C or SIGTERM asks a loop to finish what it is doing and stop.
 
-An interrupt raised in the middle of a step (say inside ``optimizer.step()``) could leave the weights half
-updated, so the first signal only sets a flag that the loop reads between steps; a second one interrupts
-at once (the default behaviour again), keeping whatever checkpoint was written before.
+A training run finishes its step and saves ``last``; ``webcam`` finalizes its recording. An interrupt
+raised in the middle of a step (say inside ``optimizer.step()``) could leave the weights half updated,
+so the first signal only sets a flag that the loop reads between steps; a second one interrupts at once
+(the default behaviour again), keeping whatever checkpoint was written before.
 """
 
 from __future__ import annotations
@@ -17,16 +18,27 @@ SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if 
 
 
 class StopRequest:
-    """Set by the first SIGINT or SIGTERM while :meth:`installed` is active."""
+    """Set by the first SIGINT or SIGTERM while :meth:`installed` is active.
+
+    Args:
+        announce: say on stderr that the run finishes its step to save ``last``.
+
+    :attr:`event` is set with :attr:`requested`, for a loop that waits on a :class:`threading.Event`.
+    """
 
     def __init__(self, announce: bool = True):
-        self.requested = False
+        self.event = threading.Event()
         self.signal_name = ""
         self.announce = announce
         self._previous: dict[int, object] = {}
 
+    @property
+    def requested(self) -> bool:
+        """Whether a signal asked to stop."""
+        return self.event.is_set()
+
     def _handle(self, signum: int, frame: object) -> None:
-        self.requested = True
+        self.event.set()
         self.signal_name = signal.Signals(signum).name
         for sig, handler in self._previous.items():  # a second signal acts at once
             signal.signal(sig, handler)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import signal
 import statistics
 import sys
 import threading
@@ -29,6 +28,7 @@ from .camera import LiveCapture, fit_image
 from .errors import DataError, UsageError
 from .model import FrameModel
 from .predict import model_threads, open_model, to_image, to_tensor
+from .stopping import StopRequest
 from .video import FITS, VideoWriter
 
 WINDOW = "framegru webcam (q or Esc quits)"
@@ -220,30 +220,6 @@ def _write_snapshot(path: Path, image: np.ndarray) -> bool:
         return False
 
 
-class _StopOnSignal:
-    """Ctrl-C and SIGTERM set ``event`` so the loop ends and the recording is finalized; a second
-    Ctrl-C interrupts at once."""
-
-    def __init__(self, event: threading.Event):
-        self.event = event
-        self.saved: dict[int, object] = {}
-
-    def _handle(self, signum, _frame) -> None:
-        if self.event.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.event.set()
-
-    def __enter__(self) -> "_StopOnSignal":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.saved[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
-
-
 def cmd_webcam(args: argparse.Namespace) -> int:
     from .cli import components_for, stderr
 
@@ -258,15 +234,15 @@ def cmd_webcam(args: argparse.Namespace) -> int:
         stderr.print(f"framegru webcam: no display found; recording to {args.out}", highlight=False)
     capture = LiveCapture(args.source)  # a missing camera fails here, in well under a second
     threads = torch.get_num_threads()
-    stop = threading.Event()
     try:
         torch.set_num_threads(model_threads(args.threads))
         model = open_model(args.checkpoint, components_for(args), pick_device(args.device, "--device"),
                            default=args.task or "predict", needs=WHAT_TASK_DRAWS.get(args.task))
         model = with_backend(model, args.backend, model_threads(args.threads))
-        with _StopOnSignal(stop):
+        # The first Ctrl-C or SIGTERM ends the loop so the recording is finalized; a second one acts at once.
+        with StopRequest(announce=False).installed() as stop:
             stats = run_webcam(model, capture, window=window, out=args.out, max_frames=args.max_frames,
-                               fit=args.fit, snapshot=args.snapshot, stop=stop)
+                               fit=args.fit, snapshot=args.snapshot, stop=stop.event)
     finally:
         capture.close()
         torch.set_num_threads(threads)
