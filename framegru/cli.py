@@ -17,6 +17,7 @@ from . import json_output
 from .errors import FramegruError, UsageError
 
 if TYPE_CHECKING:
+    from .config import Config
     from .plugin_manager import Components, PluginHost
 
 stdout = Console(soft_wrap=True)
@@ -58,6 +59,17 @@ def components_for(args: argparse.Namespace, config_plugins: list[str] | None = 
     host.load(list(getattr(args, "plugin", []) or []), Path.cwd())  # loaded already, unless abbreviated (--plug)
     host.load(list(config_plugins or []))
     return host.components()
+
+
+def config_and_components(args: argparse.Namespace) -> tuple[Config, Components]:
+    """``args.config`` with ``args.overrides`` and the components it can use, the options a component
+    switched by name cannot take dropped (``config.notes`` says which)."""
+    from .config import drop_inherited_options, load_config
+
+    config = load_config(args.config, args.overrides)
+    components = components_for(args, config.plugins)
+    drop_inherited_options(config, components)
+    return config, components
 
 
 def unwrap_worker(message: str) -> str:
@@ -144,13 +156,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import distributed
-    from .config import fit_components, load_config
     from .metrics import format_metrics
     from .runner import run_config
 
-    config = load_config(args.config, args.overrides)
-    components = components_for(args, config.plugins)
-    fit_components(config, components)
+    config, components = config_and_components(args)
     if distributed.rank() == 0:
         for note in config.notes:
             stderr.print(note, highlight=False)
@@ -168,13 +177,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .config import fit_components, load_config
     from .evaluate import evaluate_checkpoint
     from .metrics import format_metrics
 
-    config = load_config(args.config, args.overrides)
-    components = components_for(args, config.plugins)
-    fit_components(config, components)
+    config, components = config_and_components(args)
     for note in config.notes:
         stderr.print(note, highlight=False)
     said: list[str] = []

@@ -248,7 +248,7 @@ def _current_name(raw: dict[str, Any], path: list[str]) -> str | None:
 
 def _switch_components(raw: dict[str, Any], pairs: list[tuple[list[str], Any]], switched: list) -> None:
     """Note each component switched by name (``data.reader.name=other``) with the options it had then:
-    :func:`fit_components` drops those that ``other`` does not take, once the components are known."""
+    :func:`drop_inherited_options` drops those that ``other`` does not take, once the components are known."""
     for path, value in pairs:
         if len(path) < 2 or path[-1] != "name" or path[-2] not in COMPONENT_KEYS:
             continue
@@ -291,11 +291,15 @@ FIXED_KEYWORDS = {"reader": ("root", "split"), "backbone": ("in_channels",), "he
                   "task": ("config", "info"), "listener": ("run",)}
 
 
-def fit_components(config: Config, components: Any) -> list[str]:
+def drop_inherited_options(config: Config, components: Any) -> list[str]:
     """Drop the options a component switched by name inherited from the old one and cannot take
     (moving_mnist's ``digits`` after ``data.reader.name=image_folder``); options both take stay
     (cifar10's ``flip`` suits image_folder too). Returns what was dropped, one note each, also kept in
-    ``config.notes``. Call it once the components are loaded; a second call does nothing."""
+    ``config.notes``.
+
+    The components are known only once the config has named its plugins, so this runs after
+    :func:`load_config`: the CLI calls it once for every command (``cli.config_and_components``);
+    a second call does nothing."""
     notes = []
     for where, old, new, inherited in config._origin.pop("switched", []):
         section, key = where.split(".")
@@ -314,6 +318,9 @@ def fit_components(config: Config, components: Any) -> list[str]:
                          f"which {new} does not take")
     config._origin.setdefault("notes", []).extend(notes)
     return notes
+
+
+fit_components = drop_inherited_options  # the name runner.py still imports
 
 
 def device_type(name: str) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 from torch import Tensor
 
 from .checkpoint import atomic_output
-from .config import Config, fit_components
+from .config import Config
 from .errors import DataError, UsageError
 from .model import load_model
 from .plugin_manager import Components
@@ -47,8 +47,10 @@ def evaluate_checkpoint(config: Config, components: Components, checkpoint: str 
     ``save_predictions``: also write the model's outputs, in the order of the data, to this ``.npy``
     file: the predicted future frames ``float32 [N, T_future, C, H, W]`` in ``[0, 1]``, or the logits
     ``[N, K]`` of a classifier.
+
+    ``config`` is ready for ``components`` (:func:`~framegru.config.drop_inherited_options` applied, as
+    ``framegru eval`` does).
     """
-    fit_components(config, components)
     device = pick_device(config.train.device)
     model = load_model(checkpoint, components, device)
     reader = components.readers.get(config.data.reader.name)

@@ -11,7 +11,7 @@ import inspect
 import json
 from typing import Any
 
-from .config import FIXED_KEYWORDS, Config, dump_yaml, fit_components
+from .config import FIXED_KEYWORDS, Config, dump_yaml
 from .plugin_manager import Components
 from .registry import plain_value
 
@@ -42,12 +42,9 @@ def resolved(config: Config, components: Components) -> dict[str, Any]:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from .cli import components_for
-    from .config import load_config
+    from .cli import config_and_components
 
-    config = load_config(args.config, args.overrides)
-    components = components_for(args, config.plugins)
-    fit_components(config, components)
+    config, components = config_and_components(args)
     data = resolved(config, components)
     if args.json:
         print(json.dumps(data), flush=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from framegru.config import fit_components, load_config
+from framegru.config import drop_inherited_options, load_config
 from framegru.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,19 +168,19 @@ def test_switching_a_reader_by_name_drops_the_options_it_cannot_take(tmp_path, c
     text = ("data:\n  reader:\n    name: moving_mnist\n    digits: 2\n    frames: 20\n    sequences: 9\n"
             "model:\n  head: next_frame\n")
     config = load_config(write(tmp_path, text), ["data.reader.path=pics", "data.reader.name=video"])
-    assert fit_components(config, components) == [
+    assert drop_inherited_options(config, components) == [
         "data.reader switched from 'moving_mnist' to 'video': dropped moving_mnist's options digits, sequences, "
         "which video does not take"]
     # frames means the same to both readers; the path was given with the switch.
     # A relative path is relative to the current folder, made absolute so a resume from anywhere finds it.
     assert config.data.reader.name == "video"
     assert config.data.reader.options == {"frames": 20, "path": str(Path.cwd() / "pics")}
-    assert config.notes == fit_components(config, components) + config.notes  # said once
+    assert config.notes == drop_inherited_options(config, components) + config.notes  # said once
     typo = load_config(write(tmp_path, text), ["data.reader.name=video", "data.reader.frmes=3"])
-    fit_components(typo, components)
+    drop_inherited_options(typo, components)
     assert typo.data.reader.options["frmes"] == 3  # the user's own typo still fails when the reader is built
     same = load_config(write(tmp_path, text), ["data.reader.name=moving_mnist"])
-    assert fit_components(same, components) == [] and same.data.reader.options == {"digits": 2, "frames": 20, "sequences": 9}
+    assert drop_inherited_options(same, components) == [] and same.data.reader.options == {"digits": 2, "frames": 20, "sequences": 9}
 
 
 def test_every_shipped_config_has_a_cpu_section():
