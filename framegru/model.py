@@ -170,11 +170,11 @@ def build_model(config: Config, components: Components, info: DataInfo) -> Frame
     task.name = task_name
     contracts.check_info(task, info, config.data.reader.name, spec.head.name)
     model = FrameModel(backbone, engine, head, task, info, flip_tta=spec.flip_tta)
-    check_fit(model, spec.backbone.name, spec.head.name)
+    preflight_check(model, spec.backbone.name, spec.head.name)
     return model
 
 
-def check_fit(model: FrameModel, backbone: str, head: str) -> None:
+def preflight_check(model: FrameModel, backbone: str, head: str) -> None:
     """Run one zero sample of the data's shape through ``model``: a component that cannot take these
     frames (a patch that does not divide them, a degenerate layer) or breaks the contract (a wrong
     declared stride, a head of the wrong size) fails now, in one clear line, rather than steps into a
