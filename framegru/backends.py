@@ -24,14 +24,14 @@ BACKENDS = ("torch", "onnxruntime")
 # (BENCHMARKS.md, "Streaming step"). CPU (2-core EPYC, the shipped Moving MNIST model, batch 1, one
 # thread): ONNX Runtime ran the step about 3x as fast as eager PyTorch. CUDA is not measured here: PyTorch
 # keeps the GPU (its step is a handful of cuDNN calls) until a measurement says otherwise.
-FASTEST: dict[str, str] = {"cpu": "onnxruntime", "cuda": "torch"}
+FASTEST_BACKEND: dict[str, str] = {"cpu": "onnxruntime", "cuda": "torch"}
 
 
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:
     """``--backend`` for a command that runs a model."""
     parser.add_argument("--backend", choices=BACKENDS,
                         help="what runs the model (default: the fastest measured for the device: "
-                             + ", ".join(f"{device} {name}" for device, name in FASTEST.items()) + ")")
+                             + ", ".join(f"{device} {name}" for device, name in FASTEST_BACKEND.items()) + ")")
 
 
 def providers(device: torch.device) -> list[str]:
@@ -109,8 +109,8 @@ def name_of(model: FrameModel | OnnxModel) -> str:
 
 
 def fastest(device: torch.device) -> str:
-    """The backend :data:`FASTEST` holds for ``device``'s type (torch for unknown types)."""
-    return FASTEST.get(device.type, "torch")
+    """The backend :data:`FASTEST_BACKEND` holds for ``device``'s type (torch for unknown types)."""
+    return FASTEST_BACKEND.get(device.type, "torch")
 
 
 def with_backend(model: FrameModel, backend: str | None, threads: int) -> FrameModel | OnnxModel:
