@@ -1,4 +1,7 @@
-"""``framegru eval``: score a checkpoint on the config's test split or on a user's file or folder."""
+"""``framegru eval``: score a checkpoint file on the config's test split or on a user's file or folder.
+
+(A run scores its model as it trains with :func:`framegru.tasks.score_batches` too.)
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from .model import load_model
 from .plugin_manager import Components
 from .batches import build_reader, eval_batches
 from .device import autocast_for, pick_device
-from .tasks import evaluate
+from .tasks import score_batches
 
 
 def held_out_split(config: Config, components: Components) -> str:
@@ -76,7 +79,8 @@ def evaluate_checkpoint(config: Config, components: Components, checkpoint: str 
         said.append(describe_split(config, split, dataset, data))
 
     def score(on_output=None) -> dict:
-        return evaluate(model, eval_batches(dataset, config), device, autocast_for(device, config.train.amp), on_output)
+        return score_batches(model, eval_batches(dataset, config), device, autocast_for(device, config.train.amp),
+                             on_output)
 
     if save_predictions is None:
         return score()

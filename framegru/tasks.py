@@ -99,9 +99,10 @@ class Task:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[dict[str, Tensor]], device: torch.device, autocast,
-             on_output: Callable[[Tensor], None] | None = None) -> dict[str, float]:
-    """Score ``model`` on ``batches`` with its task's metrics.
+def score_batches(model: nn.Module, batches: Iterable[dict[str, Tensor]], device: torch.device, autocast,
+                  on_output: Callable[[Tensor], None] | None = None) -> dict[str, float]:
+    """Score ``model`` on ``batches`` with its task's metrics: what both a run's evaluations and
+    ``framegru eval`` (:func:`framegru.evaluate.evaluate_checkpoint`) compute.
 
     ``on_output`` sees each batch's output in order (the task's :meth:`Task.evaluation_output`).
     """
@@ -118,3 +119,6 @@ def evaluate(model: nn.Module, batches: Iterable[dict[str, Tensor]], device: tor
                 on_output(output)
     model.train(was_training)
     return metrics.result()
+
+
+evaluate = score_batches  # the name runner.py and budget.py still import
