@@ -163,7 +163,7 @@ class Config(Strict):
         lines = [f"# The resolved config of {origin.get('source', 'a framegru run')}: every default filled in"]
         section = origin.get("device_section")
         if section:
-            applied = ", ".join(f"{'.'.join(k)}: {json_brief(v)}" for k, v in origin["device_values"])
+            applied = ", ".join(f"{'.'.join(k)}: {yaml_inline(v)}" for k, v in origin["device_values"])
             lines.append(f"# per_device.{section} applied (train.device resolved to {section}): {applied}")
         else:
             lines.append("# no per_device section applied")
@@ -232,7 +232,7 @@ def dump_yaml(data: dict[str, Any]) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
-def json_brief(value: Any) -> str:
+def yaml_inline(value: Any) -> str:
     """A value as it would be typed in YAML flow style, on one line (``[64, 64]``, ``3000``, ``null``)."""
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
 
