@@ -282,10 +282,6 @@ def apply_values(raw: dict[str, Any], pairs: list[tuple[list[str], Any]], switch
     return raw
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str], switched: list | None = None) -> dict[str, Any]:
-    return apply_values(raw, parse_overrides(overrides), switched)
-
-
 # The keywords framegru itself passes to each kind of component (hookspecs.py): not the config's to set.
 FIXED_KEYWORDS = {"reader": ("root", "split"), "backbone": ("in_channels",), "head": ("in_channels", "info", "stride"),
                   "task": ("config", "info"), "listener": ("run",)}
