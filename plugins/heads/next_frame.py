@@ -11,8 +11,7 @@ class NextFrameHead(nn.Module):
     """The next frame from each hidden state: conv, SiLU, 1x1 conv, pixel shuffle back to full size.
 
     The output is linear while training and clamped to ``[0, 1]`` in eval mode: a sigmoid output
-    saturates on Moving MNIST's mostly black frames, and training then stalls predicting black
-    (measured: MSE stuck at 178.69 from step 500 to 1000).
+    saturates on Moving MNIST's mostly black frames, and training then stalls predicting black.
 
     Args:
         in_channels: channels of the ConvGRU output.

@@ -17,9 +17,8 @@ from .mnist_files import load_mnist
 # The documented seed of the fixed validation/test sequences (made from MNIST *test* digits only).
 EVAL_SEED = 2024
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
-# Training sequences by default: more than any run reads (the GPU recipe reads 0.7 million), so training
-# never repeats one. A model trained seven times over a pool of 100,000 scored MSE 37.7 on sequences of
-# that pool against 47.0 on new ones from the same digits: it memorizes the sequences it sees again.
+# Training sequences by default: more than any run reads, since a model memorizes the sequences it sees
+# again (BENCHMARKS.md, "Long runs memorized their training pool").
 TRAIN_SEQUENCES = 10_000_000
 
 
