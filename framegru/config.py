@@ -112,8 +112,8 @@ class TrainConfig(Strict):
     checkpoint_minutes: float | None = Field(5.0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # bf16 autocast on CUDA
-    # bf16 autocast on the CPU too: 1.6-1.9x faster training where the CPU has AVX-512 BF16 or AMX
-    # (measured on this project's EPYC), slower where it has neither. Off: fp32, the numbers of record.
+    # bf16 autocast on the CPU too: faster training where the CPU has AVX-512 BF16 or AMX, slower where it
+    # has neither (BENCHMARKS.md, "bf16 autocast on the CPU"). Off: fp32, the numbers of record.
     # auto: on exactly where the CPU has AVX-512 BF16 or AMX.
     cpu_bf16: bool | Literal["auto"] = False
     # Train for about this many minutes on this machine: the run times its first steps and sets

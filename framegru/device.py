@@ -43,7 +43,7 @@ def autocast_for(device: torch.device, amp: bool, cpu_bf16: bool | str = False):
 
 
 def cpu_has_native_bf16() -> bool:
-    """AVX-512 BF16 or AMX. Without either, CPU bf16 autocast is emulated: training steps of the shipped
-    models took 12-13x as long as in fp32 on an AVX2-only EPYC (and 0.6x as long with AVX-512 BF16)."""
+    """AVX-512 BF16 or AMX. Without either, CPU bf16 autocast is emulated, far slower than fp32, so
+    ``auto`` stays fp32 (BENCHMARKS.md, "The main job on a CPU without native bf16")."""
     checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(check() for check in checks if check) or not any(checks)  # a torch without the probes: don't guess

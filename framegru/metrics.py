@@ -8,8 +8,8 @@ Frames are in ``[0, 1]``. For a prediction ``[B, T, C, H, W]`` (checked against 
 * ``ssim``: what OpenSTL's tables report: scikit-image's ``structural_similarity`` as it behaved on
   float frames then, i.e. a 7x7 uniform window, sample covariance and a data range of 2 (the float
   dtype's ``[-1, 1]``, although frames are in ``[0, 1]``), per frame and channel, averaged;
-* ``ssim_gaussian``: the SSIM of Wang et al. (Gaussian window 11, sigma 1.5, data range 1), which is
-  lower: 0.758 against 0.836 on the same predictions of an earlier Moving MNIST checkpoint;
+* ``ssim_gaussian``: the SSIM of Wang et al. (Gaussian window 11, sigma 1.5, data range 1), which reads
+  lower than ``ssim`` on the same predictions;
 * ``psnr``: ``20 log10(255) − 10 log10(MSE on the 0..255 scale)`` per frame, averaged (a perfect
   frame's MSE counts as 1e-10, i.e. 148 dB, where OpenSTL's mean would become infinite).
 """

@@ -1,12 +1,12 @@
 """Muon for convolution kernels, AdamW for the rest: ``train.optimizer: muon``.
 
 Muon (Keller Jordan, 2024) steps each weight matrix along its momentum made orthogonal by a Newton-Schulz
-iteration, so that every direction of the matrix moves at the same rate. The CPU main job's model trained
-with it for an hour scored MSE 63.9 on the test digits against 71.3 with AdamW (BENCHMARKS.md, Muon).
+iteration, so that every direction of the matrix moves at the same rate. The CPU main job's model learns
+more with it than with AdamW in the same time (BENCHMARKS.md, "Muon instead of AdamW").
 
 Why not ``torch.optim.Muon``: it takes only 2-D parameters, where every weight of a ConvGRU is a 4-D
-kernel, and it always iterates in bf16, which a CPU without AVX-512 BF16 or AMX emulates slowly (on an
-AVX2 EPYC the iteration then cost about as much as the whole rest of a training step). Here a kernel
+kernel, and it always iterates in bf16, which a CPU without AVX-512 BF16 or AMX emulates slowly (the same
+section). Here a kernel
 ``[out, in, kh, kw]`` is the matrix ``[out, in*kh*kw]``, the iteration runs in bf16 on CUDA and in fp32 on the CPU, and the other details
 follow torch's: Nesterov momentum, decoupled weight decay, and the step scaled by ``0.2 * sqrt(max(A, B))``
 so that its RMS matches AdamW's and the same learning rate serves both (Moonlight, Liu et al. 2025).

@@ -157,11 +157,9 @@ def _from_i420(frame: av.VideoFrame, channels: int, width: int, height: int) -> 
     """``frame`` at its own size without swscale, or None where this path is not the faster one.
 
     Nearly every H.264, HEVC and VP9 file decodes to video-range 4:2:0. At the frame's own size the gray
-    picture is then the luma plane through a table and the RGB one OpenCV's SIMD conversion: on the
-    shared 426x240 clip, one thread, median over 21 alternating rounds, 0.056 ms a frame gray and 0.16 ms
-    RGB against swscale's 0.18 and 0.38 (per-round ratios 3.6x and 2.2x). Scaled frames stay with
-    swscale, which converts and scales in one pass: OpenCV's conversion followed by its area resize took
-    twice as long (0.49 against 0.24 ms for 64x64 RGB). Colours agree with swscale's within 3 levels
+    picture is then the luma plane through a table and the RGB one OpenCV's SIMD conversion, both faster
+    than swscale; scaled frames stay with swscale, which converts and scales in one pass (BENCHMARKS.md,
+    "Decoding"). Colours agree with swscale's within 3 levels
     (its BT.601 matrix, rounded differently), gray exactly.
     """
     if (width, height) != (frame.width, frame.height) or frame.format.name != "yuv420p" \
