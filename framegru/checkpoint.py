@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .errors import DataError
+from .errors import DataError, unreadable
 
 FORMAT = "framegru-1"
 TRAIN_PREFIX = "train_state/"
@@ -145,12 +145,8 @@ def _check_header(path: Path) -> None:
         size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(SNIFF_BYTES)
-    except FileNotFoundError:
-        raise DataError(f"checkpoint not found: {path}") from None
-    except IsADirectoryError:
-        raise DataError(f"checkpoint is a directory, not a file: {path}") from None
     except OSError as exc:
-        raise DataError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+        raise unreadable(exc, "checkpoint", path) from None
     # Sniff safetensors first: a valid header length may well begin with a pickle's 0x80 or a zip's "PK".
     if _is_safetensors_header(head, size):
         return

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from .errors import UsageError, brief, did_you_mean
+from .errors import UsageError, brief, did_you_mean, unreadable
 
 
 class Strict(BaseModel):
@@ -420,11 +420,9 @@ def _explain(exc: ValidationError, source: str) -> UsageError:
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"config not found: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"config is a directory, not a YAML file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise unreadable(exc, "config", path, UsageError, "a YAML file") from None
+    except UnicodeDecodeError as exc:
         raise UsageError(f"cannot read config {path}: {exc}") from None
     try:
         raw = yaml.safe_load(text)

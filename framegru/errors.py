@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import reprlib
 from collections.abc import Iterable
 
@@ -23,6 +24,24 @@ class DataError(FramegruError):
     """Bad data: a missing, unreadable or corrupt file, image, video or checkpoint (exit status 1)."""
 
     exit_code = 1
+
+
+def unreadable(exc: OSError, what: str, path: str | os.PathLike, error: type[FramegruError] = DataError,
+               expected: str = "a file") -> FramegruError:
+    """The one line for ``exc``, met opening or reading the user's ``what`` (``checkpoint``, ``config``...) at ``path``.
+
+    Args:
+        exc: the error the file system raised.
+        what: what the file is, as the message names it.
+        path: the file, as the user gave it.
+        error: the class of the error returned.
+        expected: what ``path`` should have been when it is a directory.
+    """
+    if isinstance(exc, FileNotFoundError):
+        return error(f"{what} not found: {path}")
+    if isinstance(exc, IsADirectoryError):
+        return error(f"{what} is a directory, not {expected}: {path}")
+    return error(f"cannot read {what} {path}: {exc.strerror or exc}")
 
 
 _BRIEF = reprlib.Repr()  # keyword arguments only from Python 3.12

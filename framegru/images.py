@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import DataError
+from .errors import DataError, unreadable
 
 cv2.setNumThreads(1)  # data loading runs in several workers already
 # A corrupt file must cost the user one line from us, not OpenCV's decoder warnings on stderr besides.
@@ -90,10 +90,8 @@ def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = N
         raise DataError(f"{path} is a folder, not an image")
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"image not found: {path}") from None
     except OSError as exc:
-        raise DataError(f"cannot read image {path}: {exc.strerror or exc}") from None
+        raise unreadable(exc, "image", path) from None
     header = _header(data) if data.size else None
     if header is not None and header[0] * header[1] > MAX_IMAGE_PIXELS:
         raise DataError(f"image {path} has more than {MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?): "

@@ -24,7 +24,7 @@ import av
 import cv2
 import numpy as np
 
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, unreadable
 
 cv2.setNumThreads(1)  # the decoder has a thread of its own and FFmpeg's codec threads: no more needed
 
@@ -71,10 +71,8 @@ def _fail(path: Path, exc: BaseException) -> DataError:
     """One line for whatever FFmpeg (or the file system) said about ``path``."""
     if isinstance(exc, DataError):
         return exc
-    if isinstance(exc, FileNotFoundError):
-        return DataError(f"video not found: {path}")
-    if isinstance(exc, IsADirectoryError):
-        return DataError(f"video is a directory, not a file: {path}")
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError)):
+        return unreadable(exc, "video", path)
     if isinstance(exc, EOFError):  # FFmpeg's end of file before a single frame: "End of file" says too little
         return DataError(f"{path} has no video frames (empty or truncated)")
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
