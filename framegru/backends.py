@@ -106,18 +106,18 @@ def name_of(model: FrameModel | OnnxModel) -> str:
     return "onnxruntime" if isinstance(model, OnnxModel) else "torch"
 
 
-def fastest(device: torch.device) -> str:
+def fastest_backend(device: torch.device) -> str:
     """The backend :data:`FASTEST_BACKEND` holds for ``device``'s type (torch for unknown types)."""
     return FASTEST_BACKEND.get(device.type, "torch")
 
 
 def with_backend(model: FrameModel, backend: str | None, threads: int) -> FrameModel | OnnxModel:
-    """``model`` run by ``backend`` (None: :func:`fastest` for its device).
+    """``model`` run by ``backend`` (None: :func:`fastest_backend` for its device).
 
     A model the ONNX path cannot serve (a video classifier, whose live view pools a window of steps)
     stays with PyTorch when the backend was not asked for; asked for, that is a UsageError.
     """
-    name = backend or fastest(model.device)
+    name = backend or fastest_backend(model.device)
     if name == "torch":
         return model
     if not model.task.next_frames and not model.info.still:
