@@ -9,12 +9,14 @@ own components are entry points of the ``framegru`` distribution, loaded first a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import os
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points, packages_distributions, version
 from pathlib import Path
@@ -84,6 +86,18 @@ def _switch_hint(origin: Origin) -> str:
     if canonical(origin.package) == BUILTIN_PACKAGE:
         return "(framegru's own plugin: reinstall framegru)"
     return f"(fix or uninstall it, or switch it off: {DISABLE_VARIABLE}={origin.package})"
+
+
+@contextlib.contextmanager
+def _running_plugin(origin: Origin, doing: str) -> Iterator[None]:
+    """Run a plugin's hook: its own bug (or its sys.exit) becomes one line naming it, what it was doing and
+    what the user can do; a UsageError it raises is already that line."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise UsageError(f"{origin} failed while {doing}: {type(exc).__name__}: {exc} {_switch_hint(origin)}") from exc
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -229,13 +243,8 @@ class PluginHost:
 
                 def register(name, factory, _origin=origin, _registry=registry):
                     _registry.add(name, factory, _origin.plugin, _origin.package, _origin.version)
-                try:
+                with _running_plugin(origin, f"registering {kind}s"):
                     impl.function(register=register)
-                except UsageError:
-                    raise
-                except (Exception, SystemExit) as exc:
-                    raise UsageError(f"{origin} failed while registering {kind}s: {type(exc).__name__}: {exc} "
-                                     f"{_switch_hint(origin)}") from exc
         return found
 
     def add_commands(self, subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -260,12 +269,8 @@ class PluginHost:
 
             subparsers.add_parser = checked_add_parser  # type: ignore[method-assign]
             try:
-                impl.function(*[arguments[name] for name in impl.argnames])
-            except UsageError:
-                raise
-            except (Exception, SystemExit) as exc:
-                raise UsageError(f"{origin} failed while adding commands: {type(exc).__name__}: {exc} "
-                                 f"{_switch_hint(origin)}") from exc
+                with _running_plugin(origin, "adding commands"):
+                    impl.function(*[arguments[name] for name in impl.argnames])
             finally:
                 del subparsers.add_parser  # the class's own again
 
