@@ -103,6 +103,13 @@ def test_readme_is_a_front_page_of_at_most_200_lines():
     assert "download.pytorch.org/whl/cpu" in text  # a machine without a GPU gets PyTorch's CPU-only wheels
 
 
+def test_the_readmes_links_lead_to_files_of_the_repository():
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README.read_text())
+    local = [link for link in links if not link.startswith(("http://", "https://"))]
+    assert "docs/plugins.md" in local and "BENCHMARKS.md" in local
+    assert [link for link in local if not (ROOT / link).is_file()] == []
+
+
 def test_shell_commands_are_split_and_stripped_of_comments():
     text = "```bash\npip install x && framegru run a.yaml   # the job\n# a note\nframegru b \\\n  --c d\n```\n"
     assert shell_commands(text) == ["pip install x", "framegru run a.yaml", "framegru b --c d"]
@@ -174,7 +181,7 @@ def _run(command: str, folder: Path, data: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("command", RUN_HERE)
+@pytest.mark.parametrize("command", RUN_HERE, ids=RUN_HERE)
 def test_readme_command_runs(command, user_folder, data_root):
     """Each README command, run as written (with its cheap overrides) from a user's folder, exits 0."""
     exercise = README_COMMANDS[command]
