@@ -208,6 +208,7 @@ def test_the_site_builds_strictly(tmp_path):
     assert "WARNING" not in result.stderr, result.stderr[-3000:]
     config_page = (tmp_path / "site" / "config" / "index.html").read_text()
     assert "train.larger_batch.min_steps" in config_page and "<!-- config-reference -->" not in config_page
+    assert "val_fraction" in config_page and "<!-- component-options -->" not in config_page  # readers' options
     plugin_page = (tmp_path / "site" / "plugins" / "index.html").read_text()
     assert "SquareSpeed" in plugin_page and "--8&lt;--" not in plugin_page  # the example file, not the marker
     assert 'id="framegru.hookspecs.framegru_run_finish"' in plugin_page

@@ -2,10 +2,16 @@
 
 ``docs/config.md`` holds the marker ``<!-- config-reference -->``; at build time it becomes one table per
 section with every key, its type, its default and its description, so the page cannot drift from the code.
+The marker ``<!-- component-options -->`` becomes the built-in components' options, read from
+``framegru plugins --json`` (the listing users see).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import types
 import typing
 from typing import Any
@@ -14,6 +20,9 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 MARKER = "<!-- config-reference -->"
+COMPONENTS_MARKER = "<!-- component-options -->"
+KINDS = {"readers": "data.reader", "backbones": "model.backbone", "heads": "model.head", "tasks": "task",
+         "listeners": None}
 
 
 def _inner_model(annotation: Any) -> type[BaseModel] | None:
@@ -99,6 +108,36 @@ def reference() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _option(option: dict[str, Any]) -> str:
+    if option["required"]:
+        return f"`{option['name']}` ({option['type']}, required)"
+    return f"`{option['name']}` ({option['type']}) = `{json.dumps(option['default'])}`"
+
+
+def component_options() -> str:
+    """The Markdown of framegru's own components and their options, one table per kind."""
+    env = {**os.environ, "COLUMNS": "200"}
+    listing = subprocess.run([sys.executable, "-m", "framegru", "plugins", "--json"], capture_output=True,
+                             text=True, check=True, env=env).stdout
+    components = json.loads(listing.strip().splitlines()[-1])
+    lines: list[str] = []
+    for kind, where in KINDS.items():
+        title = f"{kind.capitalize()} (`{where}`)" if where else kind.capitalize()
+        lines += [f"### {title}", "", "| name | what | options |", "|---|---|---|"]
+        for entry in components[kind]:
+            if entry["package"] != "framegru":  # a plugin installed beside framegru documents itself
+                continue
+            options = ", ".join(_option(o) for o in entry["options"]) or "none"
+            doc, options = (text.replace("|", "\\|") for text in (entry["doc"], options))
+            lines.append(f"| `{entry['name']}` | {doc} | {options} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """MkDocs event: put the generated reference where the marker stands."""
-    return markdown.replace(MARKER, reference()) if MARKER in markdown else markdown
+    """MkDocs event: put the generated reference where the markers stand."""
+    if MARKER in markdown:
+        markdown = markdown.replace(MARKER, reference())
+    if COMPONENTS_MARKER in markdown:
+        markdown = markdown.replace(COMPONENTS_MARKER, component_options())
+    return markdown
