@@ -211,7 +211,11 @@ def test_the_site_builds_strictly(tmp_path):
     assert "val_fraction" in config_page and "<!-- component-options -->" not in config_page  # readers' options
     plugin_page = (tmp_path / "site" / "plugins" / "index.html").read_text()
     assert "SquareSpeed" in plugin_page and "--8&lt;--" not in plugin_page  # the example file, not the marker
-    assert 'id="framegru.hookspecs.framegru_run_finish"' in plugin_page
+    import framegru.hookspecs
+
+    hooks = [name for name in vars(framegru.hookspecs) if name.startswith("framegru_")]
+    assert len(hooks) >= 12
+    assert [hook for hook in hooks if f'id="framegru.hookspecs.{hook}"' not in plugin_page] == []  # every hook
 
 
 def _reference_module():
