@@ -194,7 +194,7 @@ def config_sections() -> str:
 
     from .config import Config
 
-    lines = ["config sections (docs/config.md explains each key; `framegru config CONFIG`",
+    lines = ["config sections (docs/config.md 'Config reference' explains each key; `framegru config CONFIG`",
              "prints a config with every value, components' options included):"]
     for name, field in Config.model_fields.items():
         annotation = field.annotation
