@@ -259,11 +259,27 @@ def test_the_config_reference_has_every_key_with_type_default_and_description():
 
 
 # -- the plugin guide's examples -----------------------------------------------------------------------
+@pytest.mark.integration
+def test_the_checkpoint_command_example_describes_the_shipped_model():
+    """The guide's command that loads a checkpoint: the shipped Moving MNIST model, as its page shows."""
+    example = EXAMPLES / "my_checkpoint_command.py"
+    checkpoint = "samples/checkpoints/moving_mnist.safetensors"
+    result = subprocess.run([sys.executable, "-m", "framegru", "describe", checkpoint, "--plugin", str(example)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{checkpoint}: task predict, 688,064 parameters"
+    missing = subprocess.run([sys.executable, "-m", "framegru", "describe", "nope.safetensors", "--plugin", str(example)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert (missing.returncode, missing.stderr.strip()) == (1, "framegru: error: checkpoint not found: nope.safetensors")
+
+
+
 EXAMPLE_COMPONENTS = {
     "my_plugin.py": ("readers", "noise"),
     "my_task.py": ("tasks", "regress"),
     "my_listener.py": ("listeners", "json_log"),
     "my_command.py": ("commands", "count"),
+    "my_checkpoint_command.py": ("commands", "describe"),
 }
 
 
