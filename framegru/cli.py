@@ -200,7 +200,7 @@ def config_sections() -> str:
 
     from .config import Config
 
-    lines = ["config sections (README.md 'Config reference' explains each key; `framegru config CONFIG`",
+    lines = ["config sections (docs/config.md 'Config reference' explains each key; `framegru config CONFIG`",
              "prints a config with every value, components' options included):"]
     for name, field in Config.model_fields.items():
         annotation = field.annotation

@@ -36,7 +36,8 @@ class Component(BaseModel):
     """A component by name, with its options as the remaining keys."""
 
     model_config = ConfigDict(extra="allow")
-    name: str
+    name: str = Field(description="The registered name of the component (`framegru plugins` lists them); "
+                                  "the other keys are its options.")
 
     @model_validator(mode="before")
     @classmethod
@@ -49,33 +50,39 @@ class Component(BaseModel):
 
 
 class DataConfig(Strict):
-    reader: Component
-    root: Path | None = None
-    num_workers: int = Field(0, ge=0)
-    # The frame size the model is built for, given to readers that take a ``size`` option and were not
-    # given one: a reader switched by name (image_folder on one's own photos) keeps it.
-    size: list[int] | None = Field(None, min_length=2, max_length=2)
+    reader: Component = Field(description="The reader: a name, or `{name: ..., option: value}` with the "
+                                          "reader's keyword options.")
+    root: Path | None = Field(None, description="The data root; else `$FRAMEGRU_DATA`; else "
+                                                "`~/.cache/framegru/data`.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (at most one per CPU core).")
+    # A reader switched by name (image_folder on one's own photos) keeps it.
+    size: list[int] | None = Field(None, min_length=2, max_length=2, description=(
+        "`[H, W]` the model is built for, given to readers that take a `size` option and were not given one."))
 
 
 class EngineConfig(Strict):
-    hidden: int | list[int] = 64
-    kernel: int | list[int] | list[list[int]] = 3
-    # The kernel of the input-to-gate convolutions (Wz, Wr, Wn), every layer, where it differs from
-    # ``kernel`` (which Uz, Ur, Un keep). 1: the hidden convolutions alone mix space, which they do anyway
-    # through each neighbour's state, and the input terms cost kernel**2 times less.
-    input_kernel: int | None = Field(None, ge=1)
-    bidirectional: bool = False
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    checkpoint_time: bool = False
+    hidden: int | list[int] = Field(64, description="ConvGRU channels: one entry per layer.")
+    kernel: int | list[int] | list[list[int]] = Field(3, description=(
+        "The kernel: an int, `[kh, kw]`, or one per layer; for stills `k` means `(1, k)`."))
+    # 1: the hidden convolutions alone mix space, which they do anyway through each neighbour's state.
+    input_kernel: int | None = Field(None, ge=1, description=(
+        "The input-to-gate convolutions' (Wz, Wr, Wn) own kernel, every layer; null: `kernel`. "
+        "1 makes the input terms kernel² times cheaper."))
+    bidirectional: bool = Field(False, description="Run each layer in both directions (image rows).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout between layers.")
+    checkpoint_time: bool = Field(False, description=(
+        "Activation checkpointing over time: recompute each step in the backward pass to save memory."))
 
 
 class ModelConfig(Strict):
-    backbone: Component = Component(name="identity")
-    engine: EngineConfig = EngineConfig()
-    head: Component
-    # Stills: in evaluation, average the logits of each image and of its mirror image (test-time
-    # augmentation; for data trained with flips, not for MNIST digits, whose side matters).
-    flip_tta: bool = False
+    backbone: Component = Field(Component(name="identity"), description=(
+        "The backbone: identity, conv, vgg, resnet, encoder or a plugin's, with its options."))
+    engine: EngineConfig = Field(EngineConfig(), description="The ConvGRU engine.")
+    head: Component = Field(description=(
+        "The head: next_frame, decoder, warp, classify or a plugin's; it names the task it serves."))
+    # For data trained with flips, not for MNIST digits, whose side matters.
+    flip_tta: bool = Field(False, description=(
+        "Stills: in evaluation, average the logits of each image and of its mirror image."))
 
 
 # The model options that leave the weights alone: a resumed run may change them.
@@ -87,63 +94,71 @@ class LargerBatch(Strict):
     sequences, train in those at peak rate ``lr`` instead (fewer, better updates; more sequences a second
     on a CPU with AMX). ``train.eval_batches`` is scaled so that the same validation sequences are used."""
 
-    batch_size: int = Field(ge=1)
-    lr: float = Field(gt=0)
-    min_steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1, description="The larger batch, per process.")
+    lr: float = Field(gt=0, description="The peak learning rate in the larger batch.")
+    min_steps: int = Field(ge=1, description="The fewest steps of the larger batch the budget must afford.")
 
 
 class TrainConfig(Strict):
-    max_steps: int = Field(1000, ge=0)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    # muon: Muon on the convolution kernels and AdamW on biases and norms, at the same lr (framegru/muon.py).
-    optimizer: Literal["adamw", "muon"] = "adamw"
-    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
-    warmup: float = Field(0.05, ge=0, le=1)
-    grad_clip: float = Field(1.0, ge=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    scheduled_sampling: float = Field(0.5, ge=0, le=1)
-    eval_every: int = Field(500, ge=1)
-    eval_batches: int | None = Field(None, ge=1)
-    checkpoint_every: int | None = Field(None, ge=1)
-    # Also save ``last`` when this many minutes have passed since the previous save (0 or null: only at
-    # evaluations and checkpoint_every): an interrupted long run loses minutes, not hours.
-    checkpoint_minutes: float | None = Field(5.0, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True  # bf16 autocast on CUDA
-    # bf16 autocast on the CPU too: faster training where the CPU has AVX-512 BF16 or AMX, slower where it
-    # has neither (BENCHMARKS.md, "bf16 autocast on the CPU"). Off: fp32, the numbers of record.
-    # auto: on exactly where the CPU has AVX-512 BF16 or AMX.
-    cpu_bf16: bool | Literal["auto"] = False
-    # Train for about this many minutes on this machine: the run times its first steps and sets
-    # max_steps (and eval_every, checkpoint_every, keeping their number) to fit. null: max_steps as given.
-    time_budget_minutes: float | None = Field(None, gt=0)
-    # With a time budget: larger batches where the budget affords enough steps of them (framegru/budget.py).
-    larger_batch: LargerBatch | None = None
-    # Fine-tuning: start from the weights of this framegru checkpoint (every tensor must fit) instead of a
-    # random init; the optimizer, schedule and step count start fresh. --resume ignores it (``last`` wins).
-    init: Path | None = None
+    max_steps: int = Field(1000, ge=0, description=(
+        "Training steps; a time budget sets it, unless given on the command line."))
+    batch_size: int = Field(16, ge=1, description=(
+        "Sequences a step, per process (under torchrun the global batch is batch_size x WORLD_SIZE)."))
+    lr: float = Field(1e-3, gt=0, description="The peak learning rate.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay, not applied to biases and norms.")
+    optimizer: Literal["adamw", "muon"] = Field("adamw", description=(
+        "adamw, or muon: Muon on the convolution kernels and AdamW on biases and norms, at the same lr."))
+    schedule: Literal["onecycle", "cosine", "constant"] = Field("onecycle", description=(
+        "The learning-rate schedule after warmup."))
+    warmup: float = Field(0.05, ge=0, le=1, description="The warmup, as a fraction of max_steps.")
+    grad_clip: float = Field(1.0, ge=0, description="The largest gradient norm; 0 disables clipping.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing (classification).")
+    scheduled_sampling: float = Field(0.5, ge=0, le=1, description=(
+        "Prediction: teacher forcing fades from 1 to 0 over this fraction of the steps."))
+    eval_every: int = Field(500, ge=1, description="Steps between evaluations on the validation split.")
+    eval_batches: int | None = Field(None, ge=1, description="Limit each evaluation to this many batches.")
+    checkpoint_every: int | None = Field(None, ge=1, description="Steps between `last` checkpoints; null: eval_every.")
+    checkpoint_minutes: float | None = Field(5.0, ge=0, description=(
+        "Also save `last` this many minutes after the previous save (0 or null: off), so an interrupted "
+        "long run loses minutes, not hours."))
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description=(
+        "auto (cuda where available), cpu or cuda; it picks the per_device section."))
+    amp: bool = Field(True, description="bf16 autocast on CUDA.")
+    # Off by default: fp32 gives the numbers of record; AVX2-only CPUs run bf16 slower.
+    cpu_bf16: bool | Literal["auto"] = Field(False, description=(
+        "bf16 autocast for CPU training too; auto: on exactly where the CPU has AVX-512 BF16 or AMX."))
+    time_budget_minutes: float | None = Field(None, gt=0, description=(
+        "Train for about this many minutes on this machine: the run times its first steps and sets max_steps "
+        "(and eval_every, checkpoint_every, keeping their number) to fit; null: max_steps as given."))
+    larger_batch: LargerBatch | None = Field(None, description=(
+        "With a time budget: `{batch_size, lr, min_steps}`, larger batches where the budget affords "
+        "min_steps of them; a command-line batch_size or lr turns it off."))
+    # --resume ignores it: ``last`` wins.
+    init: Path | None = Field(None, description=(
+        "Fine-tune: start from this checkpoint's weights (same model section); optimizer, schedule and "
+        "step count start fresh."))
 
 
 class RunConfig(Strict):
-    dir: Path = Path("runs/default")
-    pictures: int = Field(4, ge=0)
-    # TensorBoard event files in run.dir (the built-in tensorboard listener): loss, learning rate,
-    # evaluations, pictures. Off: no event files, and the tensorboard package is not imported.
-    tensorboard: bool = True
+    dir: Path = Field(Path("runs/default"), description=(
+        "Where the run writes its config, metrics, checkpoints and pictures."))
+    pictures: int = Field(4, ge=0, description="Sequences drawn in `predictions.png` / `.gif`.")
+    # Off: the tensorboard package is not imported either.
+    tensorboard: bool = Field(True, description=(
+        "TensorBoard event files in run.dir: loss, learning rate, evaluations, pictures."))
 
 
 class Config(Strict):
-    seed: int = 0
-    plugins: list[str] = []
-    data: DataConfig
-    model: ModelConfig
-    train: TrainConfig = TrainConfig()
-    # Options of the task the head serves (``task.l1_weight=0.1`` for next-frame prediction); the task
-    # checks them as a component checks its own.
-    task: dict[str, Any] = {}
-    run: RunConfig = RunConfig()
+    seed: int = Field(0, description="Seeds the model, the batch order and generated data.")
+    plugins: list[str] = Field([], description=(
+        "Extra plugin files (relative to the config file) or module names."))
+    data: DataConfig = Field(description="What the model reads.")
+    model: ModelConfig = Field(description="Backbone, ConvGRU engine and head.")
+    train: TrainConfig = Field(TrainConfig(), description="How it trains.")
+    # The task checks them as a component checks its own.
+    task: dict[str, Any] = Field({}, description=(
+        "Options of the task the head serves (`task.l1_weight=0.1` for next-frame prediction)."))
+    run: RunConfig = Field(RunConfig(), description="Where the run writes, and what.")
     # How load_config resolved this config: the per_device section it applied and what it said about it.
     _origin: dict[str, Any] = PrivateAttr(default_factory=dict)
 

@@ -14,7 +14,6 @@ import pytest
 from framegru.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
 
 
 def framegru(*args, cwd=None):
@@ -45,11 +44,13 @@ def one_line_error(result, code):
     return lines[0]
 
 
+EXAMPLES = ROOT / "docs" / "examples"
+
+
 def readme_example(name: str = "my_plugin.py", language: str = "python") -> str:
-    """The README's example file ``name`` (a code block starting ``# name``), which these tests execute."""
-    text = README.read_text()
-    start = text.index(f"```{language}\n# {name}") + len(f"```{language}\n")
-    return text[start : text.index("```", start)]
+    """The plugin guide's example file ``docs/examples/NAME`` (the page shows the file), which these tests
+    execute; ``language`` is kept for callers of the README-block version."""
+    return (EXAMPLES / name).read_text()
 
 
 def test_plugins_json_lists_a_users_plugin_beside_builtins(tmp_path):
