@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import traceback
 from pathlib import Path
@@ -235,6 +236,22 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                         "[N, T_future, C, H, W] in [0, 1] (or a classifier's logits [N, K])")
     p.add_argument("--json", action="store_true", help="last stdout line: one JSON object of metrics")
     p.set_defaults(handler=cmd_eval)
+
+
+# framegru's own subcommands, each module's ``add_parser(subparsers, common)``, in the order ``--help`` lists them.
+COMMAND_MODULES = ("framegru.cli", "framegru.print_config", "framegru.classify_still", "framegru.predict",
+                   "framegru.webcam", "framegru.export", "framegru.bench")
+
+
+def add_framegru_commands(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add framegru's own subcommands; its built-in commands plugin calls this from ``framegru_register_commands``.
+
+    Args:
+        subparsers: the ``framegru`` parser's subcommands.
+        common: the parent parser of every subcommand (``--plugin``, ``--debug``).
+    """
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(subparsers, common)
 
 
 def build_parser(host: PluginHost | None = None) -> Parser:

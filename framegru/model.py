@@ -238,10 +238,36 @@ def check_components_present(record: dict[str, dict], components: Components, pa
                              "install it (or pass its file with --plugin)")
 
 
-def load_model(path, components: Components, device: str | torch.device = "cpu") -> FrameModel:
-    """Rebuild a model from a checkpoint alone: its config and data info travel in the metadata."""
+def load_model(path: str | Path, components: Components | None = None,
+               device: str | torch.device = "cpu") -> FrameModel:
+    """Rebuild a model from a framegru checkpoint alone: its config and data info travel in the metadata.
+
+    This is how a plugin's command (``framegru_register_commands``) runs a trained model::
+
+        model = framegru.load_model(args.checkpoint)   # in evaluation mode, on the CPU
+        with torch.no_grad():
+            output = model.task.evaluation_output(model, {"video": clip[None]})
+
+    Args:
+        path: a ``.safetensors`` checkpoint written by ``framegru run`` (``best``, ``last``, or a shipped one).
+        components: the loaded plugins' components; default: framegru's own and every installed plugin.
+        device: where the model's weights go.
+
+    Returns:
+        The :class:`FrameModel` in evaluation mode, with ``config`` (the run's resolved config), ``info``
+        (its :class:`~framegru.data.DataInfo`), ``task``, ``source`` (``path``) and ``training_data``.
+
+    Raises:
+        DataError: the file is not a readable framegru checkpoint, or its weights do not fit its config.
+        UsageError: it needs a component that no loaded plugin registers (named with its package).
+    """
     from . import checkpoint
     from .config import validate
+
+    if components is None:
+        from .plugin_manager import load_components
+
+        components = load_components()
 
     ckpt = checkpoint.load(path, "cpu")
     try:
