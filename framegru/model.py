@@ -148,8 +148,19 @@ def engine_from_config(config: Config, in_channels: int, still: bool) -> ConvGRU
         raise UsageError(f"model.engine: {exc}") from exc
 
 
-def build_model(config: Config, components: Components, info: DataInfo) -> FrameModel:
-    """Build the model a config describes, for data described by ``info``."""
+def build_model(config: Config, components: Components, info: DataInfo, sample: dict | None = None,
+                item_shapes: dict | None = None) -> FrameModel:
+    """Build the model a config describes, for data described by ``info``, and check it on one item.
+
+    Args:
+        config: the run's config.
+        components: the loaded plugins' components.
+        info: what the reader produces.
+        sample: one real item of the reader (training's first): checked against ``info`` and the task's
+            ``item_keys``, then run through the model and the task's ``check_output`` as a batch of one.
+        item_shapes: without ``sample``, the shapes of the reader's items as a checkpoint recorded them
+            (:func:`framegru.contracts.item_shapes`); without either, zeros shaped from ``info``.
+    """
     spec = config.model
     backbone = components.backbones.build(
         spec.backbone.name, spec.backbone.options, key="model.backbone", in_channels=info.channels
@@ -168,22 +179,28 @@ def build_model(config: Config, components: Components, info: DataInfo) -> Frame
     task_name = contracts.check_head_task(head, spec.head.name, components.tasks)
     task = components.tasks.build(task_name, config.task, key="task", config=config, info=info)
     task.name = task_name
+    contracts.check_task(task, task_name, components.tasks.get(task_name).origin())
     contracts.check_info(task, info, config.data.reader.name, spec.head.name)
+    if sample is not None:
+        contracts.check_item(sample, info, task, config.data.reader.name)
     model = FrameModel(backbone, engine, head, task, info, flip_tta=spec.flip_tta)
-    check_fit(model, spec.backbone.name, spec.head.name)
+    check_fit(model, spec.backbone.name, spec.head.name, sample, item_shapes)
     return model
 
 
-def check_fit(model: FrameModel, backbone: str, head: str) -> None:
-    """Run one zero sample of the data's shape through ``model``: a component that cannot take these
-    frames (a patch that does not divide them, a degenerate layer) or breaks the contract (a wrong
-    declared stride, a head of the wrong size) fails now, in one clear line, rather than steps into a
-    run with a traceback from deep inside a forward pass."""
+def check_fit(model: FrameModel, backbone: str, head: str, sample: dict | None = None,
+              item_shapes: dict | None = None) -> None:
+    """Run one item through ``model``: the reader's real ``sample`` when given, else zeros shaped as
+    ``item_shapes`` or the data's info say. A component that cannot take these frames (a patch that does
+    not divide them, a degenerate layer) or breaks the contract (a wrong declared stride, a head of the
+    wrong size for its task's real targets) fails now, in one clear line, rather than steps into a run
+    with a traceback from deep inside a forward pass."""
     info = model.info
     if info.height * info.width > MAX_FRAME_PIXELS:  # the zeros below would be the first of many huge tensors
         raise UsageError(f"{info.channels}x{info.height}x{info.width} (CxHxW) frames are larger than framegru takes "
                          f"({MAX_FRAME_PIXELS:,} pixels): set a smaller frame size")
-    batch = {k: v.to(model.device) for k, v in contracts.zero_batch(info, model.task).items()}
+    batch = contracts.sample_batch(sample) if sample is not None else contracts.zero_batch(info, model.task, item_shapes)
+    batch = {k: v.to(model.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
     name = f"model.backbone '{backbone}' -> model.head '{head}'"
     training = model.training
     model.eval()  # no dropout draws from the RNG, no batch-norm statistics updated
@@ -276,7 +293,7 @@ def load_model(path: str | Path, components: Components | None = None,
     except (UsageError, TypeError, ValueError) as exc:  # the file's fault, not the command line's
         raise DataError(f"{path} holds a config this framegru cannot use ({exc})") from None
     check_components_present(ckpt.extra.get("components") or {}, components, path)
-    model = build_model(config, components, info)
+    model = build_model(config, components, info, item_shapes=ckpt.extra.get("items"))
     load_weights(model, ckpt.weights, f"{path} does not match the model its config describes")
     model.config = config
     model.source = Path(path)  # what the model was read from (the ONNX Runtime backend caches its export beside it)
