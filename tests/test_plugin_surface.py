@@ -123,3 +123,69 @@ def test_a_task_with_its_own_training_loss_needs_no_loss(tmp_path):
     model = build_model(config, components, DataInfo(channels=1, height=8, width=8, context=2, future=2))
     assert model.task.name == "own_loss"
     assert torch.isfinite(model.task.training_loss(model, {"video": torch.rand(1, 3, 1, 8, 8)}, step=0))
+
+
+# -- listeners: section ------------------------------------------------------------------------
+def listeners_config(**sections):
+    return validate({"data": {"reader": "moving_mnist"}, "model": {"head": "next_frame"}, **sections}, "test")
+
+
+def test_run_tensorboard_and_its_listener_switch_are_one_switch():
+    assert listeners_config().listeners == {} and listeners_config().run.tensorboard is True
+    old = listeners_config(run={"tensorboard": False})
+    assert old.listeners["tensorboard"].enabled is False
+    new = listeners_config(listeners={"tensorboard": {"enabled": False}})
+    assert new.run.tensorboard is False
+    both = listeners_config(run={"tensorboard": True}, listeners={"tensorboard": {"enabled": False}})
+    assert both.run.tensorboard is False  # off when either says off
+
+
+def opened_listeners(config, components):
+    from types import SimpleNamespace
+
+    from framegru.events import RunEvents
+
+    run = SimpleNamespace(config=config, dir=Path("unused"))
+    events = RunEvents(components, run)
+    events.open()
+    try:
+        return [type(listener).__name__ for listener in events._listening]
+    finally:
+        events.close()
+
+
+@pytest.fixture
+def own_components(builtins_only):
+    """framegru's own components alone: another package's listener may need a real run."""
+    return load_components()
+
+
+def test_listeners_are_switched_off_one_by_one_and_given_their_options(own_components):
+    components = own_components
+    config = listeners_config(listeners={"progress": {"log_every_s": 5}, "metrics_log": {"enabled": False}},
+                              run={"tensorboard": False})
+    opened = opened_listeners(config, components)
+    assert "ProgressDisplay" in opened and "MetricsLog" not in opened and "TensorBoardLog" not in opened
+    config = listeners_config(listeners={"progress": {"enabled": False}, "tensorboard": {"enabled": False}})
+    assert "ProgressDisplay" not in opened_listeners(config, components)
+
+
+def test_a_listener_option_or_name_that_does_not_exist_is_one_line(own_components):
+    components = own_components
+    with pytest.raises(UsageError, match=r"unknown option 'listeners.progress.every' for listener 'progress' "
+                                         r"— did you mean 'log_every_s'"):
+        opened_listeners(listeners_config(listeners={"progress": {"every": 5}}), components)
+    with pytest.raises(UsageError, match=r"unknown listener 'tensorbord' — did you mean 'tensorboard'\?"):
+        opened_listeners(listeners_config(listeners={"tensorbord": {"enabled": False}}), components)
+
+
+def test_framegru_config_shows_every_listener_with_its_switch_and_options(capsys):
+    import json
+
+    from framegru.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "moving_mnist.yaml"
+    assert main(["config", str(config), "--json", "run.tensorboard=false", "listeners.progress.log_every_s=5"]) == 0
+    shown = json.loads(capsys.readouterr().out)["listeners"]
+    assert shown["progress"] == {"enabled": True, "log_every_s": 5}
+    assert shown["tensorboard"] == {"enabled": False} and shown["metrics_log"] == {"enabled": True}

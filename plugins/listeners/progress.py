@@ -155,9 +155,14 @@ class ProgressDisplay:
             self.progress.stop()
 
 
-def progress(*, run: Any) -> ProgressDisplay:
-    """The run on the terminal: its plan, a progress bar with loss, speed and ETA, evaluations and notes."""
-    return ProgressDisplay(Console(stderr=True, soft_wrap=True))
+def progress(*, run: Any, log_every_s: float = 60.0) -> ProgressDisplay:
+    """The run on the terminal: its plan, a progress bar with loss, speed and ETA, evaluations and notes.
+
+    Args:
+        run: the run.
+        log_every_s: where stderr is not a terminal (a log file), seconds between plain progress lines.
+    """
+    return ProgressDisplay(Console(stderr=True, soft_wrap=True), log_every_s=log_every_s)
 
 
 @hookimpl
