@@ -100,6 +100,7 @@ def plugin_listing(args: argparse.Namespace) -> dict[str, Any]:
     listing["commands"] = [{"name": name, "plugin": o.plugin, "package": o.package, "version": o.version,
                             "doc": host.command_help.get(name, "")} for name, o in sorted(commands.items())]
     listing["disabled"] = list(host.disabled) if host is not None else []
+    listing["problems"] = list(found.problems)
     return listing
 
 
@@ -273,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         host = plugin_host(argv)
         parser = build_parser(host)
+        host.components()  # what every installed plugin registers: its failures and collisions, said below
+        for problem in host.problems:  # every command, --help and `plugins` included, runs on and says them
+            print(f"framegru: warning: {one_line(problem)}", file=sys.stderr)
         args, extra = parser.parse_known_args(argv)
         args.plugin_host = host
         # argparse stops collecting a subcommand's `key.sub=value` overrides at the first flag after them:

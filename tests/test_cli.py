@@ -58,7 +58,8 @@ def test_plugins_json_lists_a_users_plugin_beside_builtins(tmp_path):
     result = framegru("plugins", "--json", "--plugin", plugin)
     assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(listing) == {"readers", "backbones", "heads", "tasks", "listeners", "commands", "disabled"}
+    assert set(listing) == {"readers", "backbones", "heads", "tasks", "listeners", "commands", "disabled",
+                            "problems"}
     readers = {r["name"]: r for r in listing["readers"]}
     assert readers["noise"]["plugin"] == str(plugin)
     assert readers["noise"]["doc"]
@@ -173,9 +174,19 @@ def test_a_broken_installed_plugin_is_one_line_naming_the_switch(tmp_path, capfd
     install_fake_package(tmp_path / "site", "acme-broken", "0.1", {"acme_broken": "raise RuntimeError('boom')\n"},
                          {"broken": "acme_broken"})
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    line = one_line_error(run_in_process(capfd, "plugins"), 2)
-    assert "plugin 'broken' (package acme-broken 0.1) failed to import: RuntimeError: boom" in line
-    assert line.endswith("switch it off: FRAMEGRU_DISABLE_PLUGINS=acme-broken)")
+    result = run_in_process(capfd, "plugins")  # the command that diagnoses it runs, and says it
+    assert result.returncode == 0 and "moving_mnist" in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("framegru: warning: plugin 'broken' (package acme-broken 0.1) "
+                                                   "failed to import: RuntimeError: boom"), lines
+    assert lines[0].endswith("switch it off: FRAMEGRU_DISABLE_PLUGINS=acme-broken)")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    shown = capfd.readouterr()
+    assert "failed to import: RuntimeError: boom" in shown.err and "COMMAND" in shown.out
+    result = run_in_process(capfd, "config", ROOT / "configs" / "moving_mnist.yaml")  # needs none of it: runs
+    assert result.returncode == 0 and "moving_mnist" in result.stdout and "boom" in result.stderr
     monkeypatch.setenv("FRAMEGRU_DISABLE_PLUGINS", "acme-broken")
     result = run_in_process(capfd, "plugins", "--json")
     assert result.returncode == 0, result.stderr
