@@ -25,8 +25,9 @@ def frametrack_config(**train):
                      "train": {"device": "cpu", **train}}, "test")
 
 
-@pytest.fixture(scope="module")
-def frametrack():
+@pytest.fixture
+def frametrack(builtins_only):
+    """framegru's own components and the fixture package's, loaded from its file (installed, it is off)."""
     return load_components([str(FRAMETRACK)])
 
 
