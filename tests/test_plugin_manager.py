@@ -247,6 +247,7 @@ def test_framegru_itself_cannot_be_switched_off(monkeypatch):
         load_components()
 
 
+@pytest.mark.integration
 def test_builtin_listings_ignore_an_installed_third_party_plugin(tmp_path):
     """The suite's exact lists hold with a third-party plugin installed: run them with one on the path."""
     import os

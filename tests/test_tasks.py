@@ -20,6 +20,7 @@ def write_readme_task(folder):
     (folder / "my_task.yaml").write_text(text)
 
 
+@pytest.mark.integration
 def test_readme_task_trains_evaluates_and_picks_best_by_its_metric(tmp_path, capfd, monkeypatch):
     write_readme_task(tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -41,6 +42,7 @@ def test_readme_task_trains_evaluates_and_picks_best_by_its_metric(tmp_path, cap
     assert scores["rmse"] < 0.35  # it learned: a constant guess of the uniform 0-2 speeds scores 0.577
 
 
+@pytest.mark.integration
 def test_a_checkpoint_names_the_package_of_a_missing_component(tmp_path, capfd, monkeypatch):
     write_readme_task(tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -162,6 +164,7 @@ def test_a_component_that_breaks_the_contract_is_named_before_training(tmp_path,
     assert not (tmp_path / "run" / "last.safetensors").exists()
 
 
+@pytest.mark.integration
 def test_the_good_components_of_that_plugin_train(tmp_path, capfd):
     """The same config without a broken part runs: the failures above are the parts', not the harness's."""
     (tmp_path / "broken.py").write_text(BROKEN)
