@@ -26,7 +26,7 @@ from .hookspecs import hookimpl
 if TYPE_CHECKING:
     from .blocks import conv_block
     from .camera import LiveCapture, fit_image
-    from .cli import add_framegru_commands
+    from .cli import add_framegru_commands, components_for
     from .device import cpu_has_native_bf16
     from .distributed import world_size
     from .eta import Pace
@@ -70,14 +70,15 @@ _LAZY: dict[str, tuple[str, str]] = {
     "json_dumps": ("json_output", "dumps"),
     "world_size": ("distributed", "world_size"),
     "cpu_has_native_bf16": ("device", "cpu_has_native_bf16"),
-    # framegru's own subcommands, for its built-in commands plugin
+    # commands: framegru's own (for its built-in commands plugin), and a command's components
     "add_framegru_commands": ("cli", "add_framegru_commands"),
+    "components_for": ("cli", "components_for"),
 }
 
 __all__ = [
     "ClassifyMetrics", "ConvGRU", "ConvGRUCell", "DataError", "DataInfo", "FITS", "FrameModel", "FramegruError",
     "LiveCapture", "Metrics", "Pace", "PredictionMetrics", "Task", "UsageError", "VIDEO_EXTENSIONS", "VideoProbe",
-    "add_framegru_commands", "conv_block", "cpu_has_native_bf16", "fit_image", "format_about",
+    "add_framegru_commands", "components_for", "conv_block", "cpu_has_native_bf16", "fit_image", "format_about",
     "format_clock", "format_metrics", "hookimpl", "json_dumps", "load_model", "missing_data", "probe_video",
     "read_clip", "read_image", "rows_to_still", "still_to_rows", "world_size", "write_pictures",
 ]

@@ -54,7 +54,15 @@ def plugin_host(argv: list[str]) -> PluginHost:
 
 
 def components_for(args: argparse.Namespace, config_plugins: list[str] | None = None) -> Components:
-    """The components of the plugins a command line loaded, plus a config's ``plugins:``."""
+    """The components of the plugins a command line loaded, plus a config's ``plugins:``.
+
+    Args:
+        args: a command's parsed arguments (its handler's ``args``): the ``--plugin`` files and modules.
+        config_plugins: more plugins to load, as a config's ``plugins:`` lists them.
+
+    Returns:
+        Every registered reader, backbone, head, task and listener: ``.readers.get(name)``, ``.of(kind)``.
+    """
     host = getattr(args, "plugin_host", None) or plugin_host([])  # none: called without main() (a test)
     host.load(list(getattr(args, "plugin", []) or []), Path.cwd())  # loaded already, unless abbreviated (--plug)
     host.load(list(config_plugins or []))

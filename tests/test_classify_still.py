@@ -90,6 +90,7 @@ def test_bad_arguments_and_checkpoints(capsys, tmp_path, images, monkeypatch):
     assert len(err) == 1 and "shipped CIFAR-10 checkpoint is missing" in err[0] and "--checkpoint" in err[0]
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not classify_still.DEFAULT_CHECKPOINT.is_file(), reason="no shipped CIFAR-10 checkpoint")
 def test_the_shipped_cifar10_model_is_the_default(capfd):
     from framegru_plugins.readers.torchvision_datasets import CIFAR10_CLASSES
