@@ -103,3 +103,16 @@ def test_reader_documents_itself(name):
     entry = COMPONENTS.readers.get(name)
     assert entry.doc, f"reader '{name}' needs a docstring: it is its description"
     assert {"root", "split"} <= set(entry.options()), "readers are called with root= and split="
+
+
+@pytest.mark.parametrize("name", COMPONENTS.tasks.names())
+def test_task_contract(name):
+    """Every registered task has what the core calls, and names a metric that picks `best`."""
+    from framegru.contracts import check_task
+
+    info = DataInfo(channels=1, height=8, width=8, classes=["a", "b"], context=2, future=2)
+    entry = COMPONENTS.tasks.get(name)
+    task = COMPONENTS.tasks.build(name, {}, key="task", config=CONFIG, info=info)
+    check_task(task, name, entry.origin())
+    assert isinstance(task.best_metric, str) and task.best_metric
+    assert entry.doc, f"task '{name}' needs a docstring: it is its description"
