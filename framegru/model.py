@@ -162,6 +162,7 @@ def build_model(config: Config, components: Components, info: DataInfo, sample: 
             (:func:`framegru.contracts.item_shapes`); without either, zeros shaped from ``info``.
     """
     spec = config.model
+    check_frame_size(info)
     backbone = components.backbones.build(
         spec.backbone.name, spec.backbone.options, key="model.backbone", in_channels=info.channels
     )
@@ -188,6 +189,13 @@ def build_model(config: Config, components: Components, info: DataInfo, sample: 
     return model
 
 
+def check_frame_size(info: DataInfo) -> None:
+    """Frames no model should be built for: refused before one is read or made (the first of many huge tensors)."""
+    if info.height * info.width > MAX_FRAME_PIXELS:
+        raise UsageError(f"{info.channels}x{info.height}x{info.width} (CxHxW) frames are larger than framegru takes "
+                         f"({MAX_FRAME_PIXELS:,} pixels): set a smaller frame size")
+
+
 def check_fit(model: FrameModel, backbone: str, head: str, sample: dict | None = None,
               item_shapes: dict | None = None) -> None:
     """Run one item through ``model``: the reader's real ``sample`` when given, else zeros shaped as
@@ -196,9 +204,7 @@ def check_fit(model: FrameModel, backbone: str, head: str, sample: dict | None =
     wrong size for its task's real targets) fails now, in one clear line, rather than steps into a run
     with a traceback from deep inside a forward pass."""
     info = model.info
-    if info.height * info.width > MAX_FRAME_PIXELS:  # the zeros below would be the first of many huge tensors
-        raise UsageError(f"{info.channels}x{info.height}x{info.width} (CxHxW) frames are larger than framegru takes "
-                         f"({MAX_FRAME_PIXELS:,} pixels): set a smaller frame size")
+    check_frame_size(info)
     batch = contracts.sample_batch(sample) if sample is not None else contracts.zero_batch(info, model.task, item_shapes)
     batch = {k: v.to(model.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
     name = f"model.backbone '{backbone}' -> model.head '{head}'"

@@ -26,7 +26,7 @@ from .device import autocast_for, cpu_has_native_bf16, pick_device
 from .errors import DataError, FramegruError, Interrupted, UsageError
 from .eta import Pace
 from .events import RunEvents
-from .model import FrameModel, build_model, components_record, load_weights
+from .model import FrameModel, build_model, check_frame_size, components_record, load_weights
 from .optimization import learning_rate
 from .plugin_manager import Components
 from .stopping import StopRequest
@@ -68,6 +68,7 @@ class Runner:
         self.val_set = build_reader(self.config, self.components, "val")
         self.info: DataInfo = self.train_set.info
         # The first item: checked against the info and the task, then run through the model (real targets' shapes).
+        check_frame_size(self.info)  # before an item of absurd frames is read
         sample = self.train_set[0] if len(self.train_set) else None
         self.model: FrameModel = build_model(self.config, self.components, self.info, sample).to(self.device)
         # Kept in every checkpoint; after build_model, whose check refuses absurd frame sizes first.
