@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import traceback
 from pathlib import Path
@@ -54,7 +55,15 @@ def plugin_host(argv: list[str]) -> PluginHost:
 
 
 def components_for(args: argparse.Namespace, config_plugins: list[str] | None = None) -> Components:
-    """The components of the plugins a command line loaded, plus a config's ``plugins:``."""
+    """The components of the plugins a command line loaded, plus a config's ``plugins:``.
+
+    Args:
+        args: a command's parsed arguments (its handler's ``args``): the ``--plugin`` files and modules.
+        config_plugins: more plugins to load, as a config's ``plugins:`` lists them.
+
+    Returns:
+        Every registered reader, backbone, head, task and listener: ``.readers.get(name)``, ``.of(kind)``.
+    """
     host = getattr(args, "plugin_host", None) or plugin_host([])  # none: called without main() (a test)
     host.load(list(getattr(args, "plugin", []) or []), Path.cwd())  # loaded already, unless abbreviated (--plug)
     host.load(list(config_plugins or []))
@@ -111,6 +120,7 @@ def plugin_listing(args: argparse.Namespace) -> dict[str, Any]:
     listing["commands"] = [{"name": name, "plugin": o.plugin, "package": o.package, "version": o.version,
                             "doc": host.command_help.get(name, "")} for name, o in sorted(commands.items())]
     listing["disabled"] = list(host.disabled) if host is not None else []
+    listing["problems"] = list(found.problems)
     return listing
 
 
@@ -243,6 +253,22 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.set_defaults(handler=cmd_eval)
 
 
+# framegru's own subcommands, each module's ``add_parser(subparsers, common)``, in the order ``--help`` lists them.
+COMMAND_MODULES = ("framegru.cli", "framegru.print_config", "framegru.classify_still", "framegru.predict",
+                   "framegru.webcam", "framegru.export", "framegru.bench")
+
+
+def add_framegru_commands(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add framegru's own subcommands; its built-in commands plugin calls this from ``framegru_register_commands``.
+
+    Args:
+        subparsers: the ``framegru`` parser's subcommands.
+        common: the parent parser of every subcommand (``--plugin``, ``--debug``).
+    """
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(subparsers, common)
+
+
 def build_parser(host: PluginHost | None = None) -> Parser:
     """The command line: every subcommand, framegru's own too, is added by a plugin's
     ``framegru_register_commands`` (``host``: the loaded plugins; default the installed ones)."""
@@ -262,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         host = plugin_host(argv)
         parser = build_parser(host)
+        host.components()  # what every installed plugin registers: its failures and collisions, said below
+        for problem in host.problems:  # every command, --help and `plugins` included, runs on and says them
+            print(f"framegru: warning: {one_line(problem)}", file=sys.stderr)
         args, extra = parser.parse_known_args(argv)
         args.plugin_host = host
         # argparse stops collecting a subcommand's `key.sub=value` overrides at the first flag after them:

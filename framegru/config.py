@@ -148,6 +148,34 @@ class RunConfig(Strict):
         "TensorBoard event files in run.dir: loss, learning rate, evaluations, pictures."))
 
 
+class ListenerConfig(BaseModel):
+    """A run listener's section under ``listeners:``: ``enabled`` and the options its factory takes."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    enabled: bool = True
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def _tensorboard_switches(raw: Any) -> Any:
+    """``run.tensorboard`` and ``listeners.tensorboard.enabled`` are one switch: off when either is off."""
+    if not isinstance(raw, dict):
+        return raw
+    run, listeners = raw.get("run"), raw.get("listeners")
+    section = listeners.get("tensorboard") if isinstance(listeners, dict) else None
+    off = (isinstance(run, dict) and run.get("tensorboard") is False) or (
+        isinstance(section, dict) and section.get("enabled") is False)
+    if not off:
+        return raw
+    raw = dict(raw)
+    raw["run"] = {**(run if isinstance(run, dict) else {}), "tensorboard": False}
+    if isinstance(listeners, dict) or listeners is None:
+        raw["listeners"] = {**(listeners or {}), "tensorboard": {**(section or {}), "enabled": False}}
+    return raw
+
+
 class Config(Strict):
     seed: int = Field(0, description="Seeds the model, the batch order and generated data.")
     plugins: list[str] = Field([], description=(
@@ -159,8 +187,16 @@ class Config(Strict):
     task: dict[str, Any] = Field({}, description=(
         "Options of the task the head serves (`task.l1_weight=0.1` for next-frame prediction)."))
     run: RunConfig = Field(RunConfig(), description="Where the run writes, and what.")
+    listeners: dict[str, ListenerConfig] = Field({}, description=(
+        "Run listeners by name (`framegru plugins` lists them): `enabled: false` switches one off; any other "
+        "key is an option of its factory (`listeners: {progress: {log_every_s: 10}}`)."))
     # How load_config resolved this config: the per_device section it applied and what it said about it.
     _origin: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_tensorboard_switch(cls, value: Any) -> Any:
+        return _tensorboard_switches(value)
 
     @property
     def device_section(self) -> str | None:

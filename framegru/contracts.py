@@ -11,9 +11,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import default_collate
 
 from .data import DataInfo
 from .errors import UsageError
+from .tasks import Task
 
 
 def shape(value: Any) -> str:
@@ -92,8 +94,60 @@ def check_item(item: Any, info: DataInfo, task: Any, reader: str) -> None:
                          "in [0, 1]")
 
 
-def zero_batch(info: DataInfo, task: Any) -> dict[str, Tensor]:
-    """One item of zeros shaped as the reader's: enough frames for the context and one step beyond."""
+# What the core calls on a task (tasks.Task documents each); a subclass of Task inherits them.
+TASK_METHODS = ("forward", "loss", "training_loss", "evaluation_output", "metrics", "check_output", "pictures")
+TASK_ATTRIBUTES = ("needs_info", "item_keys", "best_metric", "higher_is_better", "count_metric", "output_name",
+                   "next_frames", "class_scores")
+
+
+def check_task(task: Any, name: str, origin: str) -> None:
+    """A task as built: every method and attribute the core uses, with ``loss`` and ``metrics`` its own.
+
+    ``Task``'s ``loss`` and ``metrics`` only raise, so a subclass that leaves either out would fail at
+    step 0 or at the first evaluation; here it is refused before any data is read. A task that trains
+    through its own ``training_loss`` needs no ``loss``.
+    """
+    missing = [m for m in TASK_METHODS if not callable(getattr(task, m, None))]
+    missing += [a for a in TASK_ATTRIBUTES if not hasattr(task, a)]
+    if isinstance(task, Task):
+        kind = type(task)
+        if kind.metrics is Task.metrics:
+            missing.append("metrics")
+        if kind.loss is Task.loss and kind.training_loss is Task.training_loss:
+            missing.append("loss")
+    if missing:
+        raise UsageError(f"task '{name}' of {origin} defines no {', '.join(missing)}: a task subclasses "
+                         "framegru.Task and defines at least loss(output, batch) and metrics()")
+
+
+def sample_batch(item: dict[str, Any]) -> dict[str, Tensor]:
+    """A batch of one real item, collated as training batches are (an int label becomes a ``[1]`` tensor)."""
+    return default_collate([item])
+
+
+def item_shapes(item: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The shape and dtype of each tensor of a reader's item, as checkpoints keep them:
+    ``{"video": {"shape": [20, 1, 64, 64], "dtype": "float32"}, "label": {"shape": [], "dtype": "int64"}}``."""
+    batch = sample_batch(item)
+    return {key: {"shape": list(value.shape[1:]), "dtype": str(value.dtype).removeprefix("torch.")}
+            for key, value in batch.items() if isinstance(value, Tensor)}
+
+
+def zero_batch(info: DataInfo, task: Any, shapes: dict[str, dict[str, Any]] | None = None) -> dict[str, Tensor]:
+    """One item of zeros shaped as the reader's.
+
+    Args:
+        info: the reader's info: the frame size.
+        task: the task: the keys its items carry (``item_keys``).
+        shapes: the reader's item shapes as :func:`item_shapes` recorded them (a checkpoint's); without
+            them, enough frames for the context and one step beyond, and a ``[1]`` long per item key.
+    """
+    if shapes:
+        try:
+            return {key: torch.zeros(1, *spec["shape"], dtype=getattr(torch, spec["dtype"]))
+                    for key, spec in shapes.items()}
+        except (KeyError, TypeError, AttributeError):  # a record this framegru cannot read: the plain zeros
+            pass
     if info.still:
         batch = {"image": torch.zeros(1, info.channels, info.height, info.width)}
     else:

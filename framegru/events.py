@@ -42,8 +42,17 @@ class RunEvents:
         """Build the registered listeners for this run and register them, with ``listeners``, as plugins."""
         if not self.enabled:
             return
-        for entry in self.components.listeners.entries():
-            listener = self.components.listeners.build(entry.name, {}, key="listener", run=self.run)
+        registry = self.components.listeners
+        sections = getattr(getattr(self.run, "config", None), "listeners", None) or {}
+        for name in sections:
+            if name not in registry:
+                registry.get(name)  # unknown listener 'x' (available: ...), with a did-you-mean
+        for entry in registry.entries():
+            section = sections.get(entry.name)
+            if section is not None and not section.enabled:
+                continue
+            options = section.options if section is not None else {}
+            listener = registry.build(entry.name, options, key=f"listeners.{entry.name}", run=self.run)
             if listener is not None:
                 self._listen(listener, f"listener '{entry.name}' of {entry.origin()}", entry.package == BUILTIN_PACKAGE)
         for listener in self.extra:

@@ -21,7 +21,7 @@ There are three families of hooks:
 Factories are called with keyword arguments only:
 
 * reader: ``factory(*, root: Path, split: str, **options) -> Dataset`` whose ``info`` attribute is a
-  :class:`framegru.data.DataInfo`; ``split`` is ``"train"``, ``"val"`` or ``"test"``. Items are dicts:
+  :class:`framegru.DataInfo`; ``split`` is ``"train"``, ``"val"`` or ``"test"``. Items are dicts:
   ``{"video": [T, C, H, W]}`` and/or ``{"image": [C, H, W]}`` as float tensors in ``[0, 1]``, plus
   ``"label"`` (int) for classification.
 * backbone: ``factory(*, in_channels: int, **options) -> nn.Module`` mapping ``[N, C, H, W]`` to
@@ -37,13 +37,15 @@ Factories are called with keyword arguments only:
   ``skip_channels`` the factory also gets ``skip_channels=`` and the head is called as
   ``head(x, skips)`` with each skip map ``[B, T, C_i, H_i, W_i]``; a head without that argument is
   refused with such a backbone, in one line.
-* task: ``factory(*, config, info, **options) -> Task``, a :class:`framegru.tasks.Task` (subclass it),
+* task: ``factory(*, config, info, **options) -> Task``, a :class:`framegru.Task` (subclass it),
   with ``options`` from the config's ``task:`` section: how the
   model runs on a batch in training and evaluation, the loss, the metrics, the metric that picks
   ``best``, what it needs from a reader (``DataInfo`` fields, item keys), its pictures, and whether
   ``predict``/``webcam``/``classify-still`` apply (``next_frames``, ``class_scores``). The core calls
   tasks through that interface alone; ``predict`` and ``classify`` are plugins (``plugins/tasks/``).
-* listener: ``factory(*, run) -> object | None``, called when a run begins on rank 0, before its data
+* listener: ``factory(*, run, **options) -> object | None``, with ``options`` from the config's
+  ``listeners.<name>`` section (``enabled: false`` there switches it off: it is not called), called when a
+  run begins on rank 0, before its data
   and model are built (``run.config`` and ``run.dir`` are set; create files in
   ``framegru_run_start``, not here, so that a run that fails while building leaves nothing behind).
   It returns an object whose ``@hookimpl`` methods implement run-event hooks for that run alone, or
@@ -119,8 +121,8 @@ def framegru_register_commands(subparsers: argparse._SubParsersAction, common: a
             parents=[common], help="one line for framegru --help")``, then
             ``p.set_defaults(handler=fn)``; ``fn(args) -> int`` runs the command and returns its exit
             status. Raise :class:`framegru.UsageError` (exit 2) or :class:`framegru.DataError` (exit 1)
-            for a user's mistake: framegru prints it as one line. ``framegru.cli.components_for(args)``
-            gives the registered components.
+            for a user's mistake: framegru prints it as one line. ``framegru.components_for(args)``
+            gives the registered components; ``framegru.load_model(path, components)`` a trained model.
         common: the parser of the options every command takes (``--plugin``, ``--debug``).
 
     framegru's own subcommands are added through this hook; a name taken twice is an error naming both

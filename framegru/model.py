@@ -148,9 +148,21 @@ def engine_from_config(config: Config, in_channels: int, still: bool) -> ConvGRU
         raise UsageError(f"model.engine: {exc}") from exc
 
 
-def build_model(config: Config, components: Components, info: DataInfo) -> FrameModel:
-    """Build the model a config describes, for data described by ``info``."""
+def build_model(config: Config, components: Components, info: DataInfo, sample: dict | None = None,
+                item_shapes: dict | None = None) -> FrameModel:
+    """Build the model a config describes, for data described by ``info``, and check it on one item.
+
+    Args:
+        config: the run's config.
+        components: the loaded plugins' components.
+        info: what the reader produces.
+        sample: one real item of the reader (training's first): checked against ``info`` and the task's
+            ``item_keys``, then run through the model and the task's ``check_output`` as a batch of one.
+        item_shapes: without ``sample``, the shapes of the reader's items as a checkpoint recorded them
+            (:func:`framegru.contracts.item_shapes`); without either, zeros shaped from ``info``.
+    """
     spec = config.model
+    check_frame_size(info)
     backbone = components.backbones.build(
         spec.backbone.name, spec.backbone.options, key="model.backbone", in_channels=info.channels
     )
@@ -168,22 +180,33 @@ def build_model(config: Config, components: Components, info: DataInfo) -> Frame
     task_name = contracts.check_head_task(head, spec.head.name, components.tasks)
     task = components.tasks.build(task_name, config.task, key="task", config=config, info=info)
     task.name = task_name
+    contracts.check_task(task, task_name, components.tasks.get(task_name).origin())
     contracts.check_info(task, info, config.data.reader.name, spec.head.name)
+    if sample is not None:
+        contracts.check_item(sample, info, task, config.data.reader.name)
     model = FrameModel(backbone, engine, head, task, info, flip_tta=spec.flip_tta)
-    preflight_check(model, spec.backbone.name, spec.head.name)
+    preflight_check(model, spec.backbone.name, spec.head.name, sample, item_shapes)
     return model
 
 
-def preflight_check(model: FrameModel, backbone: str, head: str) -> None:
-    """Run one zero sample of the data's shape through ``model``: a component that cannot take these
-    frames (a patch that does not divide them, a degenerate layer) or breaks the contract (a wrong
-    declared stride, a head of the wrong size) fails now, in one clear line, rather than steps into a
-    run with a traceback from deep inside a forward pass."""
-    info = model.info
-    if info.height * info.width > MAX_FRAME_PIXELS:  # the zeros below would be the first of many huge tensors
+def check_frame_size(info: DataInfo) -> None:
+    """Frames no model should be built for: refused before one is read or made (the first of many huge tensors)."""
+    if info.height * info.width > MAX_FRAME_PIXELS:
         raise UsageError(f"{info.channels}x{info.height}x{info.width} (CxHxW) frames are larger than framegru takes "
                          f"({MAX_FRAME_PIXELS:,} pixels): set a smaller frame size")
-    batch = {k: v.to(model.device) for k, v in contracts.zero_batch(info, model.task).items()}
+
+
+def preflight_check(model: FrameModel, backbone: str, head: str, sample: dict | None = None,
+              item_shapes: dict | None = None) -> None:
+    """Run one item through ``model``: the reader's real ``sample`` when given, else zeros shaped as
+    ``item_shapes`` or the data's info say. A component that cannot take these frames (a patch that does
+    not divide them, a degenerate layer) or breaks the contract (a wrong declared stride, a head of the
+    wrong size for its task's real targets) fails now, in one clear line, rather than steps into a run
+    with a traceback from deep inside a forward pass."""
+    info = model.info
+    check_frame_size(info)
+    batch = contracts.sample_batch(sample) if sample is not None else contracts.zero_batch(info, model.task, item_shapes)
+    batch = {k: v.to(model.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
     name = f"model.backbone '{backbone}' -> model.head '{head}'"
     training = model.training
     model.eval()  # no dropout draws from the RNG, no batch-norm statistics updated
@@ -238,10 +261,36 @@ def check_components_present(record: dict[str, dict], components: Components, pa
                              "install it (or pass its file with --plugin)")
 
 
-def load_model(path, components: Components, device: str | torch.device = "cpu") -> FrameModel:
-    """Rebuild a model from a checkpoint alone: its config and data info travel in the metadata."""
+def load_model(path: str | Path, components: Components | None = None,
+               device: str | torch.device = "cpu") -> FrameModel:
+    """Rebuild a model from a framegru checkpoint alone: its config and data info travel in the metadata.
+
+    This is how a plugin's command (``framegru_register_commands``) runs a trained model::
+
+        model = framegru.load_model(args.checkpoint)   # in evaluation mode, on the CPU
+        with torch.no_grad():
+            output = model.task.evaluation_output(model, {"video": clip[None]})
+
+    Args:
+        path: a ``.safetensors`` checkpoint written by ``framegru run`` (``best``, ``last``, or a shipped one).
+        components: the loaded plugins' components; default: framegru's own and every installed plugin.
+        device: where the model's weights go.
+
+    Returns:
+        The :class:`FrameModel` in evaluation mode, with ``config`` (the run's resolved config), ``info``
+        (its :class:`~framegru.data.DataInfo`), ``task``, ``source`` (``path``) and ``training_data``.
+
+    Raises:
+        DataError: the file is not a readable framegru checkpoint, or its weights do not fit its config.
+        UsageError: it needs a component that no loaded plugin registers (named with its package).
+    """
     from . import checkpoint
     from .config import validate
+
+    if components is None:
+        from .plugin_manager import load_components
+
+        components = load_components()
 
     ckpt = checkpoint.load(path, "cpu")
     try:
@@ -250,7 +299,7 @@ def load_model(path, components: Components, device: str | torch.device = "cpu")
     except (UsageError, TypeError, ValueError) as exc:  # the file's fault, not the command line's
         raise DataError(f"{path} holds a config this framegru cannot use ({exc})") from None
     check_components_present(ckpt.extra.get("components") or {}, components, path)
-    model = build_model(config, components, info)
+    model = build_model(config, components, info, item_shapes=ckpt.extra.get("items"))
     load_weights(model, ckpt.weights, f"{path} does not match the model its config describes")
     model.config = config
     model.source = Path(path)  # what the model was read from (the ONNX Runtime backend caches its export beside it)

@@ -3,7 +3,12 @@
 Every plugin is recorded with where it came from: the installed distribution (name and version) of
 an entry point, or the file or module given with ``--plugin`` or a config's ``plugins:``. framegru's
 own components are entry points of the ``framegru`` distribution, loaded first and always;
-``FRAMEGRU_DISABLE_PLUGINS`` switches other installed distributions off.
+``FRAMEGRU_DISABLE_PLUGINS`` switches other installed plugins off, by distribution or by plugin name.
+
+An installed plugin that is broken (it fails to import or to register) or that registers a name another
+one has is not fatal: it is kept in :attr:`PluginHost.problems`, which every command shows, and only a
+command that uses what it would have provided fails, saying why. A plugin named on the command line or
+in a config (``--plugin``, ``plugins:``) was asked for: its failure is an error at once.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import importlib.util
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points, packages_distributions, version
 from pathlib import Path
@@ -47,6 +52,7 @@ class Components:
     listeners: Registry = field(default_factory=lambda: Registry("listener"))
     plugin_manager: pluggy.PluginManager | None = None
     origins: dict[str, Origin] = field(default_factory=dict)  # pluggy's plugin name -> where it came from
+    problems: list[str] = field(default_factory=list)  # installed plugins that failed or collided, one line each
 
     def of(self, kind: str) -> Registry:
         return {"reader": self.readers, "backbone": self.backbones, "head": self.heads,
@@ -70,13 +76,21 @@ def canonical(package: str) -> str:
     return re.sub(r"[-_.]+", "-", package.strip()).lower()
 
 
-def disabled_packages() -> set[str]:
-    """The distributions ``FRAMEGRU_DISABLE_PLUGINS`` (comma-separated names) switches off, canonical."""
-    names = {canonical(name) for name in os.environ.get(DISABLE_VARIABLE, "").split(",") if name.strip()}
-    if BUILTIN_PACKAGE in names:
+def disabled_names() -> set[str]:
+    """The names ``FRAMEGRU_DISABLE_PLUGINS`` (comma-separated) switches off: distributions (compared
+    canonically, as pip does) or plugins (entry-point names, as ``framegru plugins`` shows them)."""
+    names = {name.strip() for name in os.environ.get(DISABLE_VARIABLE, "").split(",") if name.strip()}
+    if BUILTIN_PACKAGE in {canonical(name) for name in names}:
         raise UsageError(f"{DISABLE_VARIABLE} names framegru itself: it switches off other installed "
                          "plugin packages; framegru's own components are always loaded")
     return names
+
+
+def _switched_off(ep: EntryPoint, origin: Origin, names: set[str]) -> bool:
+    """Whether ``names`` switch off this entry point of another package than framegru."""
+    if origin.package is None or canonical(origin.package) == BUILTIN_PACKAGE:
+        return False
+    return ep.name in names or canonical(origin.package) in {canonical(name) for name in names}
 
 
 def _switch_hint(origin: Origin) -> str:
@@ -89,15 +103,21 @@ def _switch_hint(origin: Origin) -> str:
 
 
 @contextlib.contextmanager
-def _running_plugin(origin: Origin, doing: str) -> Iterator[None]:
+def _running_plugin(origin: Origin, doing: str, tolerate: Callable[[str], None] | None = None) -> Iterator[None]:
     """Run a plugin's hook: its own bug (or its sys.exit) becomes one line naming it, what it was doing and
-    what the user can do; a UsageError it raises is already that line."""
+    what the user can do; a UsageError it raises is already that line. With ``tolerate`` (an installed
+    plugin) the line goes there instead of being raised, so the rest of framegru still runs."""
     try:
         yield
-    except UsageError:
-        raise
+    except UsageError as exc:
+        if tolerate is None:
+            raise
+        tolerate(str(exc))
     except (Exception, SystemExit) as exc:
-        raise UsageError(f"{origin} failed while {doing}: {type(exc).__name__}: {exc} {_switch_hint(origin)}") from exc
+        message = f"{origin} failed while {doing}: {type(exc).__name__}: {exc} {_switch_hint(origin)}"
+        if tolerate is None:
+            raise UsageError(message) from exc
+        tolerate(message)
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -168,7 +188,9 @@ class PluginHost:
         self.pm = pluggy.PluginManager("framegru")
         self.pm.add_hookspecs(hookspecs)
         self.origins: dict[str, Origin] = {}  # pluggy's plugin name -> where it came from
-        self.disabled: list[str] = []  # packages FRAMEGRU_DISABLE_PLUGINS kept out, as installed
+        self.disabled: list[str] = []  # packages (or plugins) FRAMEGRU_DISABLE_PLUGINS kept out, as installed
+        self.problems: list[str] = []  # installed plugins that failed or collided, one line each
+        self.installed: set[str] = set()  # pluggy names of the entry points (their failures are not fatal)
         self.commands: dict[str, Origin] = {}  # subcommand -> the plugin that added it
         self.command_help: dict[str, str] = {}  # subcommand -> its line in framegru --help
 
@@ -181,7 +203,7 @@ class PluginHost:
         Each is registered as ``package:name``, so two packages may use the same entry-point name; what
         they register must still differ (a component name taken twice is an error naming both).
         """
-        off = disabled_packages()
+        off = disabled_names()
 
         def order(ep: EntryPoint) -> tuple[bool, str, str]:
             package = canonical(_entry_point_origin(ep).package or "")
@@ -189,19 +211,31 @@ class PluginHost:
 
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=order):
             origin = _entry_point_origin(ep)
-            if origin.package is not None and canonical(origin.package) in off:
-                if origin.package not in self.disabled:
-                    self.disabled.append(origin.package)
+            if _switched_off(ep, origin, off):
+                what = origin.package if canonical(origin.package or "") in {canonical(n) for n in off} else ep.name
+                if what not in self.disabled:
+                    self.disabled.append(what)
                 continue
             name = f"{origin.package}:{ep.name}" if origin.package else ep.name
-            if self.pm.get_plugin(name) is not None or self.pm.is_blocked(name):
+            if self.pm.get_plugin(name) is not None or self.pm.is_blocked(name) or name in self.installed:
                 continue  # the same distribution seen twice on sys.path
+            self.installed.add(name)
+            self.origins[name] = origin
             try:
                 module = ep.load()
             except (Exception, SystemExit) as exc:
-                raise UsageError(f"{origin} failed to import: {type(exc).__name__}: {exc} "
-                                 f"{_switch_hint(origin)}") from exc
-            self._register(module, name, origin)
+                self._problem(f"{origin} failed to import: {type(exc).__name__}: {exc} {_switch_hint(origin)}")
+                continue
+            try:
+                self._register(module, name, origin)
+            except UsageError as exc:
+                self._problem(str(exc))
+
+    def _problem(self, message: str) -> None:
+        """An installed plugin's failure, kept (once) for every command to show."""
+        message = " ".join(line.strip() for line in message.splitlines() if line.strip())
+        if message not in self.problems:
+            self.problems.append(message)
 
     def load(self, specs: list[str], base: Path | None = None) -> None:
         """Import and register plugins given as files (relative to ``base``) or module names."""
@@ -223,12 +257,20 @@ class PluginHost:
         self.origins[name] = origin
 
     def _check(self) -> None:
-        """A hook marked ``@hookimpl`` that no spec declares (a misspelled name) is an error."""
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            origin = self.origin(self.pm.get_name(exc.plugin) or str(exc.plugin))
-            raise UsageError(f"{origin}: {exc} {_switch_hint(origin)}") from exc
+        """A hook marked ``@hookimpl`` that no spec declares (a misspelled name) is an error; an installed
+        plugin with one is unregistered and kept as a problem."""
+        while True:
+            try:
+                self.pm.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                name = self.pm.get_name(exc.plugin) or str(exc.plugin)
+                origin = self.origin(name)
+                message = f"{origin}: {exc} {_switch_hint(origin)}"
+                if name not in self.installed:
+                    raise UsageError(message) from exc
+                self.pm.unregister(name=name)
+                self._problem(message)
 
     def components(self) -> Components:
         """Check the hooks, then call every registration hook, each plugin with its own ``register``."""
@@ -240,11 +282,22 @@ class PluginHost:
             # One call per implementation, so each registration is attributed to its plugin.
             for impl in caller.get_hookimpls():  # registration order: built-ins first
                 origin = self.origin(impl.plugin_name)
+                installed = impl.plugin_name in self.installed
 
-                def register(name, factory, _origin=origin, _registry=registry):
-                    _registry.add(name, factory, _origin.plugin, _origin.package, _origin.version)
-                with _running_plugin(origin, f"registering {kind}s"):
+                def register(name, factory, _origin=origin, _registry=registry, _installed=installed):
+                    try:
+                        _registry.add(name, factory, _origin.plugin, _origin.package, _origin.version)
+                    except UsageError as exc:
+                        if not _installed:  # a plugin asked for by name: its collision is an error now
+                            raise
+                        self._problem(str(exc))  # the other names it registers still count
+                with _running_plugin(origin, f"registering {kind}s", self._problem if installed else None):
                     impl.function(register=register)
+        found.problems = list(self.problems)
+        failed = [str(self.origin(name)) for name in sorted(self.installed)
+                  if any(problem.startswith(str(self.origin(name))) for problem in self.problems)]
+        for kind in KINDS:
+            found.of(kind).broken = failed
         return found
 
     def add_commands(self, subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -254,13 +307,19 @@ class PluginHost:
         add_parser = subparsers.add_parser
         for impl in self.pm.hook.framegru_register_commands.get_hookimpls():
             origin = self.origin(impl.plugin_name)
+            installed = impl.plugin_name in self.installed
 
             # argparse would replace a taken name silently (before Python 3.11) or with a bare ArgumentError.
-            def checked_add_parser(name: str, _origin: Origin = origin, **kwargs: Any) -> argparse.ArgumentParser:
+            def checked_add_parser(name: str, _origin: Origin = origin, _installed: bool = installed,
+                                   **kwargs: Any) -> argparse.ArgumentParser:
                 for taken in (name, *kwargs.get("aliases", ())):
                     if taken in subparsers.choices:
-                        raise UsageError(f"command '{taken}' is added twice: by {self.commands[taken]} and by "
-                                         f"{_origin} (rename one, or leave one plugin out)")
+                        message = (f"command '{taken}' is added twice: by {self.commands[taken]} and by "
+                                   f"{_origin} (rename one, or leave one plugin out)")
+                        if not _installed:
+                            raise UsageError(message)
+                        self._problem(message)  # the first one keeps the name; this parser goes nowhere
+                        return argparse.ArgumentParser(prog=f"framegru {name}", add_help=False)
                 parser = add_parser(name, **kwargs)
                 for added in (name, *kwargs.get("aliases", ())):
                     self.commands[added] = _origin
@@ -269,7 +328,7 @@ class PluginHost:
 
             subparsers.add_parser = checked_add_parser  # type: ignore[method-assign]
             try:
-                with _running_plugin(origin, "adding commands"):
+                with _running_plugin(origin, "adding commands", self._problem if installed else None):
                     impl.function(*[arguments[name] for name in impl.argnames])
             finally:
                 del subparsers.add_parser  # the class's own again

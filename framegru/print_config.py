@@ -35,6 +35,12 @@ def resolved(config: Config, components: Components) -> dict[str, Any]:
     task = getattr(components.heads.get(config.model.head.name).factory, "task", None)
     if isinstance(task, str) and task in components.tasks:  # the task a head class names (known before it is built)
         out["task"] = {**component_options(components, "task", task), **out.get("task", {})}
+    # Every registered listener, switched on unless the config says otherwise, with its options' defaults.
+    sections = out.get("listeners") or {}
+    out["listeners"] = {entry.name: {"enabled": True, **component_options(components, "listener", entry.name),
+                                     **sections.get(entry.name, {})}
+                        for entry in components.listeners.entries()}
+    out["listeners"].update({name: spec for name, spec in sections.items() if name not in out["listeners"]})
     reader = out["data"]["reader"]
     if out["data"].get("size") is not None and "size" in reader and "size" not in config.data.reader.options:
         reader["size"] = out["data"]["size"]  # what the reader is given (batches.build_reader)

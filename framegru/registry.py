@@ -109,6 +109,10 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        # A name two installed plugins both registered: listed (the first), but refused when used.
+        self.collisions: dict[str, str] = {}
+        # What failed to load among the installed plugins, said where a name is not found.
+        self.broken: list[str] = []
 
     def add(self, name: str, factory: Callable[..., Any], plugin: str, package: str | None = None,
             version: str | None = None) -> None:
@@ -125,8 +129,10 @@ class Registry:
                              "arguments cannot be read: register a function or class") from None
         if name in self._entries:
             other = self._entries[name].origin()
-            raise UsageError(f"{self.kind} '{name}' is registered twice: by {other} and by {who} "
-                             "(rename one, or leave one plugin out)")
+            message = (f"{self.kind} '{name}' is registered twice: by {other} and by {who} "
+                       "(rename one, or leave one plugin out)")
+            self.collisions.setdefault(name, message)
+            raise UsageError(message)
         self._entries[name] = Entry(name, factory, plugin, package, version)
 
     def names(self) -> list[str]:
@@ -139,12 +145,15 @@ class Registry:
         return name in self._entries
 
     def get(self, name: str) -> Entry:
+        if name in self.collisions:
+            raise UsageError(self.collisions[name])
         try:
             return self._entries[name]
         except KeyError:
             hint = did_you_mean(name, self._entries)
+            broken = f"; not loaded, so perhaps theirs: {', '.join(self.broken)}" if self.broken else ""
             raise UsageError(
-                f"unknown {self.kind} '{name}'{hint} (available: {', '.join(self.names()) or 'none'})"
+                f"unknown {self.kind} '{name}'{hint} (available: {', '.join(self.names()) or 'none'}{broken})"
             ) from None
 
     def build(self, name: str, options: Mapping[str, Any], *, key: str, **fixed: Any) -> Any:

@@ -26,7 +26,7 @@ from .device import autocast_for, cpu_has_native_bf16, pick_device
 from .errors import DataError, FramegruError, Interrupted, UsageError
 from .eta import Pace
 from .events import RunEvents
-from .model import FrameModel, build_model, components_record, load_weights
+from .model import FrameModel, build_model, check_frame_size, components_record, load_weights
 from .optimization import learning_rate
 from .plugin_manager import Components
 from .stopping import StopRequest
@@ -67,12 +67,14 @@ class Runner:
         self.train_set = build_reader(self.config, self.components, "train")
         self.val_set = build_reader(self.config, self.components, "val")
         self.info: DataInfo = self.train_set.info
-        self.model: FrameModel = build_model(self.config, self.components, self.info).to(self.device)
+        # The first item: checked against the info and the task, then run through the model (real targets' shapes).
+        check_frame_size(self.info)  # before an item of absurd frames is read
+        sample = self.train_set[0] if len(self.train_set) else None
+        self.model: FrameModel = build_model(self.config, self.components, self.info, sample).to(self.device)
         # Kept in every checkpoint; after build_model, whose check refuses absurd frame sizes first.
         self.data_record = data_record.describe(self.config, self.val_set)
         self.components_record = components_record(self.model, self.config, self.components)
-        if len(self.train_set):  # its first item is what the info promised, with what the task needs
-            contracts.check_item(self.train_set[0], self.info, self.model.task, self.config.data.reader.name)
+        self.item_shapes = contracts.item_shapes(sample) if sample is not None else None
         self.train_model = distributed.wrap(self.model, self.device)
         self.optimizer = optimization.make_optimizer(self.model, self.config)
 
@@ -84,7 +86,7 @@ class Runner:
                 path, self.model.state_dict(), config=self.config.to_dict(), info=self.info.to_dict(), step=step,
                 train_state=optimization.optimizer_state(self.optimizer) if with_state else None,
                 extra={"metrics": metrics or {}, "best": self.best, "data": self.data_record,
-                       "components": self.components_record,
+                       "components": self.components_record, "items": self.item_shapes,
                        "per_device": self.config.device_section},
             )
         except (OSError, SafetensorError) as exc:  # a full disk: safetensors reports it as its own error

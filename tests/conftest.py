@@ -11,12 +11,18 @@ import torch
 DATA = Path(os.environ.get("FRAMEGRU_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
+# Session fixtures that train a model with `framegru run`: every test that uses one trains.
+TRAINING_FIXTURES = {"still_checkpoint"}
+
+
 def pytest_collection_modifyitems(config, items):
-    if not torch.cuda.is_available():
-        skip = pytest.mark.skip(reason="needs CUDA")
-        for item in items:
-            if "gpu" in item.keywords:
-                item.add_marker(skip)
+    skip = None if torch.cuda.is_available() else pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if skip is not None and "gpu" in item.keywords:
+            item.add_marker(skip)
+        # `slow` keeps its meaning (trains for real) inside the integration tier
+        if "slow" in item.keywords or TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

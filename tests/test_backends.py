@@ -81,6 +81,7 @@ def test_a_video_classifier_live_needs_torch(tmp_path, clip, capsys):
     assert main(args) == 0  # by default it stays with PyTorch
 
 
+@pytest.mark.integration
 def test_classify_still_gives_the_same_answers_with_either_backend(still_checkpoint, tmp_path, capsys):
     paths = []
     for i, vertical in enumerate((False, True, False)):
@@ -121,6 +122,7 @@ def test_onnxruntime_on_cuda_matches_pytorch_or_says_what_is_missing(predictor):
     torch.testing.assert_close(got, expected.cpu(), rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.integration
 def test_webcam_classifies_stills_on_onnxruntime_like_on_torch(still_checkpoint):
     from framegru.classify_still import load_classifier
     from framegru.webcam import LiveModel

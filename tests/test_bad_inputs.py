@@ -331,12 +331,14 @@ def assert_one_line_error(outcome, code: int, needle: str, after_progress: bool 
     assert needle in lines[0], lines[0]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_one_line_and_an_exit_status(outcomes, case):
     _, code, needle = CASES[case]
     assert_one_line_error(outcomes[case], code, needle, after_progress=case in TRAINING)
 
 
+@pytest.mark.integration
 def test_the_real_entry_point_says_the_same(corpus, outcomes):
     with ThreadPoolExecutor(2) as pool:
         results = dict(zip(REAL, pool.map(lambda case: run_real(CASES[case][0], cwd=corpus, timeout=120, env=builtins_only_env()), REAL)))
@@ -346,6 +348,7 @@ def test_the_real_entry_point_says_the_same(corpus, outcomes):
     assert not (corpus / MARKER).exists(), "a pickle was unpickled"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", list(WORKS))
 def test_odd_but_harmless_checkpoints_work(outcomes, case):
     outcome = outcomes[case]
@@ -353,12 +356,14 @@ def test_odd_but_harmless_checkpoints_work(outcomes, case):
     assert "error" not in outcome.stderr
 
 
+@pytest.mark.integration
 def test_plugins_named_in_a_checkpoint_are_not_imported(outcomes):
     # The config inside a checkpoint is data: importing the plugins it names would run their code.
     outcome = outcomes["classify-still/checkpoint-naming-plugins"]
     assert outcome.stderr == "" and json.loads(outcome.stdout)["label"] in DIRECTIONS
 
 
+@pytest.mark.integration
 def test_no_payload_ever_ran(corpus, outcomes):
     assert len(outcomes) == len(CASES) + len(WORKS)
     assert not (corpus / MARKER).exists(), "a pickle was unpickled"
@@ -369,6 +374,7 @@ def test_no_payload_ever_ran(corpus, outcomes):
     os.remove(corpus / MARKER)
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: nothing to refuse")
 @pytest.mark.parametrize("args", [["run", "{f}"], ["eval", "good.yaml", "--checkpoint", "{f}"],
                                   ["classify-still", "{f}", "--checkpoint", "still.safetensors"]])

@@ -21,6 +21,9 @@ from framegru.textbook import TextbookConvGRU, textbook_from
 
 from video_data import ramp_video
 
+# Every test here runs a benchmark: timed training steps and engine loops.
+pytestmark = pytest.mark.integration
+
 TINY = ["--batch", "2", "--time", "3", "--channels", "3", "--size", "6", "--hidden", "4", "5", "--repeats", "1"]
 DATA = Path(os.environ.get("FRAMEGRU_DATA", "/work/shared/data"))
 

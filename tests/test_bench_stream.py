@@ -13,6 +13,9 @@ from framegru.cli import main
 from framegru.model import load_model
 from framegru.plugin_manager import load_components
 
+# Every test here runs a benchmark of the streaming step through the command line.
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory) -> Path:

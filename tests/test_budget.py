@@ -48,6 +48,7 @@ def test_fit_keeps_the_number_of_evaluations_and_the_budget(config_path, tmp_pat
     assert plan.checkpoint_every == plan.max_steps // 2
 
 
+@pytest.mark.integration
 def test_a_budgeted_run_fixes_its_steps_and_resumes_with_them(config_path, tmp_path):
     path = budgeted(config_path, tmp_path, time_budget_minutes=0.05, max_steps=12, eval_every=4)  # 3 s, 3 evals
     config = load_config(path)
@@ -63,6 +64,7 @@ def test_a_budgeted_run_fixes_its_steps_and_resumes_with_them(config_path, tmp_p
     assert any("nothing to train" in note for note in notes)
 
 
+@pytest.mark.integration
 def test_the_probe_times_an_evaluation_after_a_warm_up_one(config_path, tmp_path, monkeypatch):
     # The first evaluation call pays one-off costs; counted once per evaluation it once made a 5-second
     # evaluation look like 24 and shortened the run it sized.
@@ -82,6 +84,7 @@ def test_the_probe_times_an_evaluation_after_a_warm_up_one(config_path, tmp_path
     assert len(calls) == 2 and float(re.search(r"([\d.]+) s an evaluation here", line).group(1)) < 0.5
 
 
+@pytest.mark.integration
 def test_a_run_slower_than_its_probe_re_times_itself_and_keeps_to_its_budget(config_path, tmp_path, monkeypatch):
     # The probe claims 2 ms a step, several times faster than this model trains: about 2,800 steps for 6 s.
     # After a fiftieth of the budget by that claim (60 steps: early enough that the steps left are not held
@@ -105,6 +108,7 @@ def test_a_run_slower_than_its_probe_re_times_itself_and_keeps_to_its_budget(con
     assert checkpoint.load(tmp_path / "run" / "last.safetensors").config["train"]["max_steps"] == steps
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("minutes", "timed"), [(0.05, (budget.TIMED_STEPS, budget.TIMED_STEPS)), (10, (6, 26))])
 def test_the_probe_times_steps_for_a_hundredth_of_the_budget(config_path, tmp_path, monkeypatch, minutes, timed):
     # A 3-second budget times the fewest steps; a 10-minute one keeps timing them for 6 s, here capped at
@@ -134,6 +138,7 @@ def per_sequence(runner, config):
 LARGER = {"batch_size": 8, "lr": 0.02, "min_steps": 100}
 
 
+@pytest.mark.integration
 def test_a_budget_that_affords_enough_larger_steps_trains_in_them_and_resumes_so(config_path, tmp_path, monkeypatch):
     # 3 s at 16 ms a step of 8: about 170 steps, at least min_steps, so batches of 8 at lr 0.02, and half the
     # evaluation batches (the same 16 validation sequences).
@@ -155,6 +160,7 @@ def test_a_budget_that_affords_enough_larger_steps_trains_in_them_and_resumes_so
     assert any("nothing to train" in note for note in notes)
 
 
+@pytest.mark.integration
 def test_a_budget_that_affords_too_few_larger_steps_keeps_the_batch(config_path, tmp_path, monkeypatch):
     monkeypatch.setattr(budget, "measure", per_sequence)
     path = budgeted(config_path, tmp_path, time_budget_minutes=0.05, larger_batch={**LARGER, "min_steps": 1000})

@@ -45,6 +45,7 @@ def run_json(capfd, args: list[str]) -> tuple[int, list[dict], list[str]]:
     return code, [json.loads(line) for line in out.splitlines()], err.splitlines()
 
 
+@pytest.mark.integration
 def test_json_lines_for_every_kind_of_image(capfd, still_checkpoint, images):
     names = [str(images[k]) for k in EXPECTED]
     code, lines, err = run_json(capfd, [*names, "--checkpoint", str(still_checkpoint), "--topk", "2"])
@@ -59,6 +60,7 @@ def test_json_lines_for_every_kind_of_image(capfd, still_checkpoint, images):
         assert sum(p for _, p in line["topk"]) == pytest.approx(1.0, abs=1e-5)  # both classes: all the mass
 
 
+@pytest.mark.integration
 def test_a_corrupt_image_is_one_line_and_the_others_are_classified(capfd, still_checkpoint, images):
     args = [str(images["rgb"]), str(images["corrupt"]), str(images["gray"]), str(images["rgb"].parent / "missing.png")]
     code, lines, err = run_json(capfd, [*args, "--checkpoint", str(still_checkpoint)])
@@ -70,6 +72,7 @@ def test_a_corrupt_image_is_one_line_and_the_others_are_classified(capfd, still_
     assert all(len(line["topk"]) == 2 for line in lines)  # --topk 5 is capped by the two classes
 
 
+@pytest.mark.integration
 def test_rich_table(capsys, still_checkpoint, images):
     assert main(["classify-still", str(images["rgb"]), "--checkpoint", str(still_checkpoint), "--topk", "1"]) == 0
     out = capsys.readouterr().out
@@ -87,6 +90,7 @@ def test_bad_arguments_and_checkpoints(capsys, tmp_path, images, monkeypatch):
     assert len(err) == 1 and "shipped CIFAR-10 checkpoint is missing" in err[0] and "--checkpoint" in err[0]
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not classify_still.DEFAULT_CHECKPOINT.is_file(), reason="no shipped CIFAR-10 checkpoint")
 def test_the_shipped_cifar10_model_is_the_default(capfd):
     from framegru_plugins.readers.torchvision_datasets import CIFAR10_CLASSES

@@ -53,13 +53,15 @@ def readme_example(name: str = "my_plugin.py", language: str = "python") -> str:
     return (EXAMPLES / name).read_text()
 
 
+@pytest.mark.integration
 def test_plugins_json_lists_a_users_plugin_beside_builtins(tmp_path):
     plugin = tmp_path / "my_plugin.py"
     plugin.write_text(readme_example())
     result = framegru("plugins", "--json", "--plugin", plugin)
     assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(listing) == {"readers", "backbones", "heads", "tasks", "listeners", "commands", "disabled"}
+    assert set(listing) == {"readers", "backbones", "heads", "tasks", "listeners", "commands", "disabled",
+                            "problems"}
     readers = {r["name"]: r for r in listing["readers"]}
     assert readers["noise"]["plugin"] == str(plugin)
     assert readers["noise"]["doc"]
@@ -73,6 +75,7 @@ def test_plugins_json_lists_a_users_plugin_beside_builtins(tmp_path):
     assert {"identity", "conv", "resnet"} <= {b["name"] for b in listing["backbones"]}
 
 
+@pytest.mark.integration
 def test_readme_plugin_trains(tmp_path):
     plugin = tmp_path / "my_plugin.py"
     plugin.write_text(readme_example())
@@ -97,6 +100,7 @@ run: {{dir: {run}, pictures: 0}}
 """
 
 
+@pytest.mark.integration
 def test_readme_listener_logs_a_run(tmp_path, capfd, monkeypatch):
     for name in ("my_plugin.py", "my_listener.py"):
         (tmp_path / name).write_text(readme_example(name))
@@ -112,6 +116,7 @@ def test_readme_listener_logs_a_run(tmp_path, capfd, monkeypatch):
     assert lines[2]["loss"] == logged[1]["loss"]  # the step's loss, as the evaluation of that step records it
 
 
+@pytest.mark.integration
 def test_a_failing_listener_is_one_line_naming_its_plugin(tmp_path, capfd, monkeypatch):
     (tmp_path / "my_plugin.py").write_text(readme_example())
     (tmp_path / "flaky.py").write_text(textwrap.dedent('''
@@ -140,6 +145,7 @@ def test_a_failing_listener_is_one_line_naming_its_plugin(tmp_path, capfd, monke
         "ConnectionError: the tracking server went away")
 
 
+@pytest.mark.integration
 def test_a_plugin_adds_a_command(tmp_path, capfd, monkeypatch, builtin_components):
     (tmp_path / "my_command.py").write_text(readme_example("my_command.py"))
     result = run_in_process(capfd, "count", "--plugin", "my_command.py", cwd=tmp_path, monkeypatch=monkeypatch)
@@ -154,6 +160,7 @@ def test_a_plugin_adds_a_command(tmp_path, capfd, monkeypatch, builtin_component
     assert commands["count"]["plugin"] == str(tmp_path / "my_command.py") and commands["count"]["package"] is None
 
 
+@pytest.mark.integration
 def test_a_command_added_twice_names_both_plugins(tmp_path, capfd):
     plugin = tmp_path / "clash.py"
     plugin.write_text(textwrap.dedent('''
@@ -168,21 +175,33 @@ def test_a_command_added_twice_names_both_plugins(tmp_path, capfd):
     assert line.endswith(f"and by plugin '{plugin}' (rename one, or leave one plugin out)")
 
 
+@pytest.mark.integration
 def test_a_broken_installed_plugin_is_one_line_naming_the_switch(tmp_path, capfd, monkeypatch, builtins_only):
     from test_plugin_manager import install_fake_package
 
     install_fake_package(tmp_path / "site", "acme-broken", "0.1", {"acme_broken": "raise RuntimeError('boom')\n"},
                          {"broken": "acme_broken"})
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    line = one_line_error(run_in_process(capfd, "plugins"), 2)
-    assert "plugin 'broken' (package acme-broken 0.1) failed to import: RuntimeError: boom" in line
-    assert line.endswith("switch it off: FRAMEGRU_DISABLE_PLUGINS=acme-broken)")
+    result = run_in_process(capfd, "plugins")  # the command that diagnoses it runs, and says it
+    assert result.returncode == 0 and "moving_mnist" in result.stdout
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("switched off by")]
+    assert len(lines) == 1 and lines[0].startswith("framegru: warning: plugin 'broken' (package acme-broken 0.1) "
+                                                   "failed to import: RuntimeError: boom"), lines
+    assert lines[0].endswith("switch it off: FRAMEGRU_DISABLE_PLUGINS=acme-broken)")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    shown = capfd.readouterr()
+    assert "failed to import: RuntimeError: boom" in shown.err and "COMMAND" in shown.out
+    result = run_in_process(capfd, "config", ROOT / "configs" / "moving_mnist.yaml")  # needs none of it: runs
+    assert result.returncode == 0 and "moving_mnist" in result.stdout and "boom" in result.stderr
     monkeypatch.setenv("FRAMEGRU_DISABLE_PLUGINS", "acme-broken")
     result = run_in_process(capfd, "plugins", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["disabled"] == ["acme-broken"]
 
 
+@pytest.mark.integration
 def test_plugins_table_shows_packages_and_options():
     result = framegru("plugins")  # 200 columns wide
     assert result.returncode == 0, result.stderr
@@ -190,12 +209,14 @@ def test_plugins_table_shows_packages_and_options():
         assert shown in result.stdout, shown
 
 
+@pytest.mark.integration
 def test_typo_in_override_exits_2_with_suggestion():
     result = framegru("run", ROOT / "configs" / "moving_mnist.yaml", "train.max_stpes=10")
     line = one_line_error(result, 2)
     assert line.endswith("unknown key 'train.max_stpes' — did you mean 'train.max_steps'?")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("args,code,needle", [
     (["run", "nope.yaml"], 2, "config not found: nope.yaml"),
     (["frobnicate"], 2, "invalid choice"),
@@ -208,6 +229,7 @@ def test_user_errors_are_one_line(args, code, needle, capfd, monkeypatch):
     assert needle in line
 
 
+@pytest.mark.integration
 def test_unknown_component_in_config(tmp_path, capfd, builtins_only):
     config = tmp_path / "c.yaml"
     config.write_text("data: {reader: moving_mnist}\nmodel: {backbone: resnt, head: next_frame}\n")
@@ -215,6 +237,7 @@ def test_unknown_component_in_config(tmp_path, capfd, builtins_only):
     assert line.endswith("unknown backbone 'resnt' — did you mean 'resnet'? (available: conv, encoder, identity, resnet, vgg)")
 
 
+@pytest.mark.integration
 def test_debug_shows_the_traceback(capfd):
     result = run_in_process(capfd, "run", "nope.yaml", "--debug")
     assert result.returncode == 2 and "Traceback" in result.stderr
@@ -229,6 +252,7 @@ def test_help_lists_commands(capfd):
         assert command in result.stdout
 
 
+@pytest.mark.integration
 def test_eval_json_on_a_npy_file(tmp_path, data_root):
     from framegru_plugins.readers.moving_mnist import MovingMNIST, write_sequences
 
@@ -249,6 +273,7 @@ run: {{dir: {tmp_path / 'run'}, pictures: 0}}
     assert 0 < metrics["mse"] < 64 * 64 and -1 <= metrics["ssim"] <= 1
 
 
+@pytest.mark.integration
 def test_eval_save_predictions_reproduces_the_metrics(tmp_path, data_root):
     """The saved future frames, in the data's order, give back the MSE that eval printed."""
     import numpy as np
@@ -277,6 +302,7 @@ run: {{dir: {tmp_path / 'run'}, pictures: 0}}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
 
 
+@pytest.mark.integration
 def test_eval_save_predictions_needs_a_npy_name(tmp_path, still_checkpoint):
     result = framegru("eval", still_checkpoint.parent / "config.yaml", "--checkpoint", still_checkpoint,
                       "--save-predictions", tmp_path / "out.txt")

@@ -18,6 +18,21 @@ TINY = {"resnet": {"stages": 1, "small_input": True}, "conv": {"channels": [4, 6
 FRAME_SKIP = {"warp"}
 
 
+# A batch for which the test heads' outputs (2 videos of 4 steps, 3 classes) are right, per built-in task.
+# A head of a task installed by another package is checked for what every head gives: finite gradients.
+TASK_BATCHES = {"classify": {"label": torch.zeros(2, dtype=torch.long)},
+                "predict": {"video": torch.zeros(2, 5, 3, 8, 8)}}
+
+
+def _tiny_config():
+    from framegru.config import validate
+
+    return validate({"data": {"reader": "moving_mnist"}, "model": {"head": "next_frame"}}, "test")
+
+
+CONFIG = _tiny_config()
+
+
 def frame_skip(name: str, frames: torch.Tensor) -> tuple[dict, tuple]:
     """The extra factory options and call arguments of head ``name`` given the frames ``[B, T, C, H, W]``."""
     return ({"skip_channels": [frames.shape[2]]}, ([frames],)) if name in FRAME_SKIP else ({}, ())
@@ -52,11 +67,13 @@ def test_head_contract(name):
     if name in FRAME_SKIP:  # its last layer starts at zero (no flow): give x a path to the output
         torch.nn.init.normal_(head.decode[2].weight, std=0.1)
     y = head.eval()(x, *skips)
-    if head.task == "classify":
-        assert y.shape == (2, 3)
-    else:
-        assert head.task == "predict"
-        assert y.shape == (2, 4, 3, 8, 8) and 0 <= y.min() and y.max() <= 1
+    assert head.task in COMPONENTS.tasks, f"head '{name}' serves task '{head.task}', which no plugin registers"
+    batch = TASK_BATCHES.get(head.task)
+    if batch is not None:  # framegru's own tasks: the head meets its task's own check
+        task = COMPONENTS.tasks.build(head.task, {}, key="task", config=CONFIG, info=info)
+        assert task.check_output(y, batch) is None
+    if head.task == "predict":
+        assert 0 <= y.min() and y.max() <= 1
     assert torch.isfinite(y).all()
     y.sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
@@ -86,3 +103,16 @@ def test_reader_documents_itself(name):
     entry = COMPONENTS.readers.get(name)
     assert entry.doc, f"reader '{name}' needs a docstring: it is its description"
     assert {"root", "split"} <= set(entry.options()), "readers are called with root= and split="
+
+
+@pytest.mark.parametrize("name", COMPONENTS.tasks.names())
+def test_task_contract(name):
+    """Every registered task has what the core calls, and names a metric that picks `best`."""
+    from framegru.contracts import check_task
+
+    info = DataInfo(channels=1, height=8, width=8, classes=["a", "b"], context=2, future=2)
+    entry = COMPONENTS.tasks.get(name)
+    task = COMPONENTS.tasks.build(name, {}, key="task", config=CONFIG, info=info)
+    check_task(task, name, entry.origin())
+    assert isinstance(task.best_metric, str) and task.best_metric
+    assert entry.doc, f"task '{name}' needs a docstring: it is its description"

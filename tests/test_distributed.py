@@ -24,6 +24,9 @@ from framegru.plugin_manager import load_components
 from framegru.batches import eval_order
 from framegru.runner import run_config
 
+# Every test here trains or starts processes.
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 
 READER = '''

@@ -97,6 +97,7 @@ def test_an_input_kernel_of_its_own_matches_the_reference(input_kernel):
     torch.testing.assert_close(torch.stack(steps, 1), out, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.integration
 def test_even_kernels_print_no_pytorch_warning():
     # In a fresh interpreter, as a user runs it: an even kernel is a supported choice, not worth a warning.
     code = ("import torch; from framegru import ConvGRU; "

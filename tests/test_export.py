@@ -20,6 +20,9 @@ from framegru.data import DataInfo
 from framegru.model import build_model, load_model
 from framegru.plugin_manager import load_components
 
+# Every test here exports whole models (torch.export, ONNX) and runs them: seconds each.
+pytestmark = pytest.mark.integration
+
 TOL = dict(rtol=1e-4, atol=1e-5)  # float32 through two runtimes: the same math in another order
 
 

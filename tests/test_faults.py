@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+import private_mount
 from drift_plugin import drift_config
 from forked_cli import run_many
 from kill_points import kill_plugin, tiny_moving_mnist
@@ -30,6 +30,9 @@ from framegru.errors import DataError
 from framegru.model import load_model
 from framegru.plugin_manager import load_components
 from framegru.runner import run_config
+
+# Every test here trains or starts processes.
+pytestmark = pytest.mark.integration
 
 STEPS = 40
 # One intra-op thread, as CI sets it (and conftest for this process): tiny steps on a busy 2-core machine
@@ -156,42 +159,35 @@ def test_a_disk_full_from_the_start_names_the_run_dir(tmp_path, full):
     """Not one byte can be written under run.dir: the lock file's write fails first, and says where."""
     folder = tmp_path / "disk"
     folder.mkdir()
-    limit = None
-    if full == "full tmpfs":
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(folder)], capture_output=True).returncode:
-            pytest.skip("cannot mount a tmpfs here (needs root)")
-        with open(folder / "filler", "wb") as f, contextlib.suppress(OSError):
-            f.write(bytes(1 << 20))
+    path = write_config(tmp_path / "full.yaml", drift_config(folder / "run", max_steps=2))
+    command = [sys.executable, "-m", "framegru", "run", str(path)]
+    run = {"capture_output": True, "text": True, "env": ENV, "timeout": 300}
+    if full == "full tmpfs":  # a real ENOSPC, on a tmpfs only the child process sees
+        if not private_mount.available():
+            pytest.skip("cannot mount a tmpfs in a private mount namespace here (needs root)")
+        done = private_mount.run_on_tmpfs(folder, "16k", command, tmp_path / "left", fill=True, **run)
     else:
-        limit = limit_file_size(0)
-    try:
-        path = write_config(tmp_path / "full.yaml", drift_config(folder / "run", max_steps=2))
-        done = subprocess.run([sys.executable, "-m", "framegru", "run", str(path)], capture_output=True, text=True,
-                              env=ENV, timeout=300, preexec_fn=limit)
-        assert done.returncode == 1, done.stderr
-        reason = "File too large" if limit else "No space left on device"
-        assert error_lines(done.stderr) == [f"framegru: error: cannot write to run.dir {folder / 'run'} "
-                                            f"({folder / 'run' / '.lock'}): {reason}"], done.stderr
-    finally:
-        if limit is None:
-            subprocess.run(["umount", str(folder)], check=True)
+        done = subprocess.run(command, preexec_fn=limit_file_size(0), **run)
+    assert done.returncode == 1, done.stderr
+    reason = "File too large" if full == "file size limit" else "No space left on device"
+    assert error_lines(done.stderr) == [f"framegru: error: cannot write to run.dir {folder / 'run'} "
+                                        f"({folder / 'run' / '.lock'}): {reason}"], done.stderr
 
 
 def test_a_really_full_disk_through_the_cli(tmp_path):
-    """The same on a real 40 KB file system (tmpfs), where one checkpoint fits and two do not."""
+    """The same on a real 40 KB file system (a tmpfs only the run sees), where one checkpoint fits and two do not."""
+    if not private_mount.available():
+        pytest.skip("cannot mount a tmpfs in a private mount namespace here (needs root)")
     small = tmp_path / "small"
     small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(small)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        path = write_config(tmp_path / "full.yaml", drift_config(small / "run", max_steps=4, checkpoint_every=1))
-        done = run_to_end(path)
-        assert done.returncode == 1, done.stderr
-        lines = error_lines(done.stderr)
-        assert len(lines) == 1 and "No space left on device" in lines[0] and "the previous one is kept" in lines[0]
-        assert checkpoint.load(small / "run" / "last.safetensors").step >= 1
-    finally:
-        subprocess.run(["umount", str(small)], check=True)
+    path = write_config(tmp_path / "full.yaml", drift_config(small / "run", max_steps=4, checkpoint_every=1))
+    left = tmp_path / "left"
+    done = private_mount.run_on_tmpfs(small, "40k", [sys.executable, "-m", "framegru", "run", str(path)], left,
+                                      capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 1, done.stderr
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "the previous one is kept" in lines[0]
+    assert checkpoint.load(left / "run" / "last.safetensors").step >= 1
 
 
 def tiny_run(task: str, run_dir: Path, data_root: Path, still_tree: Path) -> dict:

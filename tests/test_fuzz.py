@@ -79,6 +79,7 @@ def loads_or_usage_error(path: Path, overrides: list[str] | None = None) -> None
     assert isinstance(config, Config)
 
 
+@pytest.mark.integration
 @FUZZ
 @given(text=st.text(max_size=300))
 def test_config_text(tmp_path, text):

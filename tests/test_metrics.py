@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from framegru.metrics import ClassifyMetrics, PredictionMetrics, ssim_per_frame
@@ -61,6 +62,7 @@ def test_ssim_equals_openstl_skimage_on_random_frames():
     assert 0.2 < ours < 0.95
 
 
+@pytest.mark.integration
 def test_ssim_equals_openstl_skimage_on_moving_mnist_frames(moving_mnist_sequences):
     video = moving_mnist_sequences  # [N, 20, 1, 64, 64] from MNIST test digits
     true = video[:, 10:].flatten(0, 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -199,23 +201,44 @@ def test_one_component_name_from_two_packages_names_both(tmp_path, monkeypatch, 
     install_fake_package(tmp_path / "site", "acme-framegru", "1.2.0", {"acme_clash": ACME_CONV.format(name="conv")},
                          {"conv": "acme_clash"})
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    with pytest.raises(UsageError, match=r"backbone 'conv' is registered twice: by plugin 'conv' \(package framegru "
-                                         r".*\) and by plugin 'conv' \(package acme-framegru 1.2.0\)"):
-        load_components()
+    found = load_components()  # installed: not fatal; every command says it, and the name cannot be used
+    clash = (r"backbone 'conv' is registered twice: by plugin 'conv' \(package framegru .*\) and by plugin 'conv' "
+             r"\(package acme-framegru 1.2.0\)")
+    assert len(found.problems) == 1 and re.match(clash, found.problems[0])
+    with pytest.raises(UsageError, match=clash):
+        found.backbones.get("conv")
+    assert found.backbones.get("identity").package == "framegru"  # what does not clash still works
 
 
 def test_a_broken_installed_plugin_names_the_switch_that_turns_it_off(tmp_path, monkeypatch, builtins_only):
     install_fake_package(tmp_path / "site", "acme-broken", "0.1", {"acme_broken": "import no_such_dependency_xyz\n"},
                          {"broken": "acme_broken"})
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    with pytest.raises(UsageError, match=r"plugin 'broken' \(package acme-broken 0.1\) failed to import: "
-                                         r"ModuleNotFoundError.*switch it off: FRAMEGRU_DISABLE_PLUGINS=acme-broken\)"):
-        load_components()
+    found = load_components()
+    assert len(found.problems) == 1 and re.match(
+        r"plugin 'broken' \(package acme-broken 0.1\) failed to import: ModuleNotFoundError.*switch it off: "
+        r"FRAMEGRU_DISABLE_PLUGINS=acme-broken\)$", found.problems[0])
+    with pytest.raises(UsageError, match=r"unknown reader 'acme_reader' .*; not loaded, so perhaps theirs: "
+                                         r"plugin 'broken' \(package acme-broken 0.1\)\)$"):
+        found.readers.get("acme_reader")
     monkeypatch.setenv("FRAMEGRU_DISABLE_PLUGINS", "Acme_Broken")  # names compare as pip compares them
     host = PluginHost()
     host.load_entry_points()
     assert host.disabled == ["acme-broken"]
     assert "conv" in host.components().backbones
+
+
+def test_a_plugin_is_switched_off_by_the_name_framegru_plugins_shows(tmp_path, monkeypatch, builtins_only):
+    install_fake_package(tmp_path / "site", "acme-two", "0.2",
+                         {"acme_good": ACME_CONV.format(name="good_conv"), "acme_bad": "import no_such_dependency_xyz\n"},
+                         {"good": "acme_good", "bad": "acme_bad"})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("FRAMEGRU_DISABLE_PLUGINS", f"{os.environ['FRAMEGRU_DISABLE_PLUGINS']},bad")
+    host = PluginHost()
+    host.load_entry_points()
+    found = host.components()
+    assert "bad" in host.disabled and "acme-two" not in host.disabled and found.problems == []
+    assert found.backbones.get("good_conv").package == "acme-two"  # the package's other plugin stays
 
 
 def test_framegru_itself_cannot_be_switched_off(monkeypatch):
@@ -224,6 +247,7 @@ def test_framegru_itself_cannot_be_switched_off(monkeypatch):
         load_components()
 
 
+@pytest.mark.integration
 def test_builtin_listings_ignore_an_installed_third_party_plugin(tmp_path):
     """The suite's exact lists hold with a third-party plugin installed: run them with one on the path."""
     import os

@@ -136,31 +136,32 @@ def limit_file_size(limit: int):
     return apply
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("full", ["file size limit", "16 KB tmpfs"])
 def test_a_full_disk_is_one_line_and_leaves_the_previous_output(checkpoint, clip, tmp_path, full):
-    folder, limit = tmp_path, None
-    if full == "16 KB tmpfs":  # a real ENOSPC (needs root to mount)
-        folder = tmp_path / "small"
-        folder.mkdir()
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(folder)], capture_output=True).returncode:
-            pytest.skip("cannot mount a tmpfs here (needs root)")
-    else:
-        limit = limit_file_size(8_000)
+    import private_mount
+
+    folder, previous = tmp_path / "disk", b"the previous prediction"
+    folder.mkdir()
     out = folder / "out.mp4"
-    out.write_bytes(b"the previous prediction")
-    try:
-        done = subprocess.run([sys.executable, "-m", "framegru", "predict", str(clip), "--checkpoint", str(checkpoint),
-                               "--out", str(out), "--scale", "16"], capture_output=True, text=True, preexec_fn=limit,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
-        assert done.returncode == 1, done.stderr
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"framegru: error: cannot write video {out}: "), lines
-        assert ("No space left on device" if limit is None else "File too large") in lines[0]
-        assert out.read_bytes() == b"the previous prediction"  # never a broken video, nor a lost one
-        assert sorted(p.name for p in folder.iterdir()) == ["out.mp4"]  # no temporary file left behind
-    finally:
-        if limit is None:
-            subprocess.run(["umount", str(folder)], check=True)
+    command = [sys.executable, "-m", "framegru", "predict", str(clip), "--checkpoint", str(checkpoint),
+               "--out", str(out), "--scale", "16"]
+    run = {"capture_output": True, "text": True, "env": {**os.environ, "OMP_NUM_THREADS": "1"}, "timeout": 120}
+    if full == "16 KB tmpfs":  # a real ENOSPC, on a tmpfs only the child process sees
+        if not private_mount.available():
+            pytest.skip("cannot mount a tmpfs in a private mount namespace here (needs root)")
+        left = tmp_path / "left"
+        done = private_mount.run_on_tmpfs(folder, "16k", command, left, files={"out.mp4": previous}, **run)
+    else:
+        out.write_bytes(previous)
+        done = subprocess.run(command, preexec_fn=limit_file_size(8_000), **run)
+        left = folder
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"framegru: error: cannot write video {out}: "), lines
+    assert ("No space left on device" if full == "16 KB tmpfs" else "File too large") in lines[0]
+    assert (left / "out.mp4").read_bytes() == previous  # never a broken video, nor a lost one
+    assert sorted(p.name for p in left.iterdir()) == ["out.mp4"]  # no temporary file left behind
 
 
 def test_a_failure_while_predicting_leaves_no_output(checkpoint, clip, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -21,6 +22,7 @@ def last_json(capsys) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+@pytest.mark.integration
 def test_two_step_run_then_eval_on_a_folder(capsys, tmp_path, still_tree):
     config = write_config(tmp_path / "tiny.yaml", tiny_rows_config(still_tree, tmp_path / "run", max_steps=2))
     assert main(["run", str(config), "--json"]) == 0
@@ -50,12 +52,14 @@ def test_two_step_run_then_eval_on_a_folder(capsys, tmp_path, still_tree):
     assert f"scored the held-out 'val' split of {still_tree} (6 images; not used for training" in captured.err
 
 
+@pytest.mark.integration
 def test_eval_refuses_a_missing_folder(capsys, tmp_path, still_checkpoint, still_tree):
     config = write_config(tmp_path / "tiny.yaml", tiny_rows_config(still_tree, tmp_path / "run", max_steps=2))
     assert main(["eval", str(config), "--checkpoint", str(still_checkpoint), "--data", str(tmp_path / "nope")]) == 1
     assert capsys.readouterr().err.strip() == f"framegru: error: --data: no such file or folder: {tmp_path / 'nope'}"
 
 
+@pytest.mark.integration
 def test_cpu_bf16_trains_in_bf16_and_keeps_fp32_weights(capsys, tmp_path, still_tree):
     weights = {}
     for bf16 in (False, True):
@@ -98,6 +102,7 @@ def test_flip_tta_averages_an_image_with_its_mirror_in_evaluation(tmp_path, stil
         assert torch.equal(tta.train().sequence_output({"image": x}), plain.train().sequence_output({"image": x}))
 
 
+@pytest.mark.integration
 def test_own_photos_with_the_cifar_config_take_the_models_size(capsys, tmp_path, still_tree):
     """image_folder on 8x8 photos under configs/cifar10_rows.yaml: resized to the 32x32 the model is
     built for (data.size), said at start; cifar10's options it cannot take are dropped with a note."""

@@ -21,6 +21,9 @@ from framegru.batches import batch_order
 from framegru.optimization import learning_rate
 from framegru.runner import run_config
 
+# Every test here trains or starts processes.
+pytestmark = pytest.mark.integration
+
 NOISE = '''
 import torch
 from torch.utils.data import Dataset

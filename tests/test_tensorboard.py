@@ -15,6 +15,9 @@ from framegru.optimization import learning_rate
 from framegru.runner import run_config
 from test_runner import KillAt, components_for, config_path  # noqa: F401  (the drift reader's config)
 
+# Every test here trains or starts processes.
+pytestmark = pytest.mark.integration
+
 
 def read_events(run_dir) -> EventAccumulator:
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})  # 0: keep every event

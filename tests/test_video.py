@@ -304,6 +304,7 @@ def tiny_video_config(tree: Path, run_dir: Path, **reader) -> dict:
     return raw
 
 
+@pytest.mark.integration
 def test_shipped_config_trains_a_few_steps(components, tree, tmp_path):
     assert load_config(CONFIG).data.reader.name == "video"
     metrics = run_config(validate(tiny_video_config(tree, tmp_path / "run"), "test"), components)
@@ -311,6 +312,7 @@ def test_shipped_config_trains_a_few_steps(components, tree, tmp_path):
     assert (tmp_path / "run" / "best.safetensors").is_file()
 
 
+@pytest.mark.integration
 def test_training_with_a_broken_file_finishes_and_warns(components, tree, tmp_path, capfd):
     mixed = tmp_path / "mixed"
     for name in DIRECTIONS:

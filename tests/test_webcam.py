@@ -175,6 +175,7 @@ def test_classify_overlay_in_the_recording(tmp_path, clip, capsys):
                  "--no-window", "--out", str(out)]) == 2  # a classifier cannot predict frames
 
 
+@pytest.mark.integration
 def test_ctrl_c_finalizes_the_recording(predictor, tmp_path):
     long = write_video(tmp_path / "long.mp4", moving_digit(2, "left", frames=400, size=32), fps=25)
     out = tmp_path / "interrupted.mp4"

@@ -6,13 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from framegru import hookimpl
-
-
-def conv_block(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
-    """3x3 convolution, GroupNorm, SiLU."""
-    return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.GroupNorm(min(8, c_out), c_out),
-            nn.SiLU(inplace=True)]
+from framegru import conv_block, hookimpl
 
 
 class EncoderBackbone(nn.Module):

@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from framegru import DataInfo, hookimpl
-from framegru_plugins.backbones.encoder import conv_block
+from framegru import DataInfo, conv_block, hookimpl
 
 
 class DecoderHead(nn.Module):

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from framegru import hookimpl, json_output
+from framegru import hookimpl, json_dumps
 
 
 def forget_metrics_after(path: Path, step: int) -> None:
@@ -40,7 +40,7 @@ class MetricsLog:
     def framegru_run_evaluated(self, metrics: dict[str, Any]) -> None:
         # Appended as the run goes, so a killed run keeps every evaluation it logged.
         with open(self.path, "a") as f:
-            f.write(json_output.dumps(metrics) + "\n")
+            f.write(json_dumps(metrics) + "\n")
 
 
 def metrics_log(*, run: Any) -> MetricsLog:

@@ -11,14 +11,12 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from framegru import distributed, hookimpl
-from framegru.eta import Pace, about, clock
-from framegru.metrics import format_metrics
+from framegru import Pace, format_about, format_clock, format_metrics, hookimpl, world_size
 
 
 def device_summary(runner: Any) -> str:
     """``cpu (AVX-512 BF16/AMX: yes; training in fp32)``: the device and the precision training runs in."""
-    from framegru.device import cpu_has_native_bf16
+    from framegru import cpu_has_native_bf16
 
     train = runner.config.train
     if runner.device.type == "cpu":
@@ -37,7 +35,7 @@ def device_summary(runner: Any) -> str:
 def eval_batch_count(runner: Any) -> int:
     """Batches per evaluation on this rank's share: the validation set's, capped by ``train.eval_batches``."""
     train = runner.config.train
-    batches = math.ceil(len(runner.val_set) / (train.batch_size * distributed.world_size()))
+    batches = math.ceil(len(runner.val_set) / (train.batch_size * world_size()))
     return min(batches, train.eval_batches) if train.eval_batches else batches
 
 
@@ -64,7 +62,7 @@ def plan(runner: Any, start_step: int) -> list[str]:
         f"{cfg.model.engine.hidden} → {cfg.model.head.name}; {params:,} parameters; run dir {runner.dir}",
         data_summary(runner),
         f"device {device_summary(runner)}{section}",
-        f"{train.max_steps - start_step:,} steps x {train.batch_size * distributed.world_size()} "
+        f"{train.max_steps - start_step:,} steps x {train.batch_size * world_size()} "
         f"(steps {start_step:,} → {train.max_steps:,}); evaluating {eval_batch_count(runner)} batches every "
         f"{train.eval_every:,} steps; checkpoint 'last' {minutes}at evaluations",
     ]
@@ -108,7 +106,7 @@ class ProgressDisplay:
 
     def eta_text(self, step: int) -> str:
         remaining = self.pace.remaining(step)
-        return "ETA measuring…" if remaining is None else f"ETA {clock(remaining)}"
+        return "ETA measuring…" if remaining is None else f"ETA {format_clock(remaining)}"
 
     @hookimpl
     def framegru_run_step(self, run: Any, step: int, loss: float, lr: float, batch_size: int) -> None:
@@ -128,9 +126,9 @@ class ProgressDisplay:
         if not self._announced and self.pace.total() is not None:
             self._announced = True
             # On a resume the run's earlier part is not timed here: "whole run" would only repeat "to go".
-            span = (f"whole run {about(self.pace.total() or 0).removeprefix('about ')}" if not self.pace.start_step
+            span = (f"whole run {format_about(self.pace.total() or 0).removeprefix('about ')}" if not self.pace.start_step
                     else f"resumed at step {self.pace.start_step:,} of {self.pace.max_steps:,}")
-            self.console.print(f"{about(self.pace.remaining(step) or 0)} to go "
+            self.console.print(f"{format_about(self.pace.remaining(step) or 0)} to go "
                                f"({self.pace.step_seconds():.2f} s/step measured, evaluations included; {span})",
                                highlight=False)
         if self.progress:
@@ -157,9 +155,14 @@ class ProgressDisplay:
             self.progress.stop()
 
 
-def progress(*, run: Any) -> ProgressDisplay:
-    """The run on the terminal: its plan, a progress bar with loss, speed and ETA, evaluations and notes."""
-    return ProgressDisplay(Console(stderr=True, soft_wrap=True))
+def progress(*, run: Any, log_every_s: float = 60.0) -> ProgressDisplay:
+    """The run on the terminal: its plan, a progress bar with loss, speed and ETA, evaluations and notes.
+
+    Args:
+        run: the run.
+        log_every_s: where stderr is not a terminal (a log file), seconds between plain progress lines.
+    """
+    return ProgressDisplay(Console(stderr=True, soft_wrap=True), log_every_s=log_every_s)
 
 
 @hookimpl

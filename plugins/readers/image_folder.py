@@ -7,9 +7,7 @@ from pathlib import Path
 
 import torch
 
-from framegru import DataInfo, hookimpl
-from framegru.errors import DataError
-from framegru.images import read_image
+from framegru import DataError, DataInfo, hookimpl, read_image
 
 from .stills import LabelledImages, split_indices
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framegru.data import missing_data
-from framegru.errors import DataError
+from framegru import DataError, missing_data
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -9,8 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from framegru import DataInfo, hookimpl
-from framegru.errors import DataError
+from framegru import DataError, DataInfo, hookimpl
 
 from .mnist_files import load_mnist
 

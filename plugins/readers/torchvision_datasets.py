@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framegru import DataInfo, hookimpl
-from framegru.data import missing_data
-from framegru.errors import DataError
+from framegru import DataError, DataInfo, hookimpl, missing_data
 
 from .image_folder import image_folder
 from .mnist_files import load_mnist

@@ -18,9 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from framegru import DataInfo, hookimpl
-from framegru.errors import DataError
-from framegru.video import FITS, VIDEO_EXTENSIONS, VideoProbe, probe, read_clip
+from framegru import FITS, VIDEO_EXTENSIONS, DataError, DataInfo, VideoProbe, hookimpl, probe_video, read_clip
 
 from .stills import hold_out
 
@@ -97,7 +95,7 @@ class VideoClips(Dataset):
 
     def _clip(self, video: int, clip: int) -> np.ndarray:
         if video not in self._probes:
-            self._probes[video] = probe(self.paths[video])
+            self._probes[video] = probe_video(self.paths[video])
         found = self._probes[video]
         times = [found.times[i] for i in self.indices(found.frames, clip)]
         return read_clip(self.paths[video], times, size=(self.info.height, self.info.width),
@@ -128,7 +126,7 @@ def first_size(paths: list[Path]) -> list[int]:
     """``[H, W]`` of the first readable video."""
     for path in paths:
         try:
-            found = probe(path)
+            found = probe_video(path)
         except DataError:
             continue
         return [found.height, found.width]

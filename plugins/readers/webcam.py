@@ -13,10 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from framegru import DataInfo, hookimpl
-from framegru.camera import LiveCapture, fit_image
-from framegru.errors import DataError
-from framegru.video import FITS
+from framegru import FITS, DataError, DataInfo, LiveCapture, fit_image, hookimpl
 
 
 class LiveClips(Dataset):

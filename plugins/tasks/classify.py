@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from framegru import hookimpl
-from framegru.metrics import ClassifyMetrics
-from framegru.tasks import Task
+from framegru import ClassifyMetrics, Task, hookimpl
 
 
 class Classification(Task):

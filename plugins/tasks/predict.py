@@ -8,9 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from framegru import hookimpl
-from framegru.metrics import PredictionMetrics
-from framegru.tasks import Task
+from framegru import PredictionMetrics, Task, hookimpl
 
 
 class NextFramePrediction(Task):
@@ -77,7 +75,7 @@ class NextFramePrediction(Task):
         return None
 
     def pictures(self, model: nn.Module, dataset, out_dir: Path, count: int, device: torch.device) -> list[Path]:
-        from framegru.pictures import write_pictures
+        from framegru import write_pictures
 
         return write_pictures(model, dataset, out_dir, count, device)
 
