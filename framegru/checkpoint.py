@@ -23,6 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from . import shipped
 from .errors import DataError
 
 FORMAT = "framegru-1"
@@ -181,8 +182,12 @@ def _check_finite(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Read a framegru checkpoint; any problem with the file is a :class:`DataError`."""
-    path = Path(path)
+    """Read a framegru checkpoint; any problem with the file is a :class:`DataError`.
+
+    A relative ``samples/checkpoints/...`` path that the current folder lacks is the shipped checkpoint
+    (:func:`framegru.shipped.resolve`), so configs and commands that name one work from any folder.
+    """
+    path = shipped.resolve(path)
     _check_header(path)
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:

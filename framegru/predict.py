@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import shipped
+from .classify_still import DEFAULT_CHECKPOINT as DEFAULT_CLASSIFIER
 from .backends import OnnxModel, add_backend_argument, name_of, with_backend
 from .device import add_device_argument, pick_device
 from .errors import DataError, UsageError
@@ -27,10 +29,9 @@ from .model import FrameModel, load_model
 from .plugin_manager import Components
 from .video import FITS, FrameStream, VideoWriter
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 DEFAULT_CHECKPOINTS = {
-    "predict": SAMPLES / "checkpoints" / "moving_mnist.safetensors",
-    "classify": SAMPLES / "checkpoints" / "mnist_rows.safetensors",
+    "predict": shipped.checkpoint("moving_mnist.safetensors"),
+    "classify": DEFAULT_CLASSIFIER,  # classify-still's CIFAR-10 model: the demos agree on what classifies
 }
 
 
