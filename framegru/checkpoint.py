@@ -35,6 +35,12 @@ os.umask(_UMASK)
 SNIFF_BYTES = 1024 * 1024  # what is read of a file to tell safetensors, pickle and garbage apart
 
 
+def file_mode() -> int:
+    """The mode a new file gets under this process's umask: what a file written through a private
+    temporary (mkstemp's 0600) must be given before it is renamed into place."""
+    return 0o666 & ~_UMASK
+
+
 @dataclass
 class Checkpoint:
     """What a checkpoint file holds."""
@@ -59,7 +65,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
         yield Path(tmp)
         # mkstemp makes it private (0600); the file it becomes need not be. After the write: safetensors
         # writes a new file in its place, which took 0600 again when this came first.
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, file_mode())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -80,6 +80,9 @@ def test_the_installed_wheel_works_from_an_empty_folder(venv, tmp_path):
                   "--max-frames", "6", "--json")
     assert clip.returncode == 0, clip.stderr
     assert json.loads(clip.stdout.splitlines()[-1])["frames"] == 6 and (here / "p.mp4").stat().st_size > 0
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (here / "p.mp4").stat().st_mode & 0o777 == 0o666 & ~umask
 
     config = run_in(venv, here, "framegru", "config", "moving_mnist")
     assert config.returncode == 0 and "name: moving_mnist" in config.stdout, config.stderr
