@@ -172,7 +172,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoint
     from .metrics import format_metrics
 
-    config = load_config(args.config, args.overrides)
+    if args.checkpoint is None and args.config.endswith(".safetensors"):  # `framegru eval CKPT`: its own config
+        from .evaluate import config_of_checkpoint
+
+        args.checkpoint, config = args.config, config_of_checkpoint(args.config, args.overrides)
+    elif args.checkpoint is None:
+        raise UsageError(f"eval {args.config}: pass --checkpoint CKPT, or the checkpoint alone "
+                         "(framegru eval CKPT evaluates it with the config inside it)")
+    else:
+        config = load_config(args.config, args.overrides)
     components = components_for(args, config.plugins)
     fit_components(config, components)
     for note in config.notes:
@@ -226,9 +234,10 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("eval", parents=[common], help="evaluate a checkpoint")
-    p.add_argument("config", help="YAML config")
+    p.add_argument("config", metavar="CONFIG_OR_CKPT",
+                   help="YAML config (with --checkpoint), or a .safetensors checkpoint alone: its own config is used")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value")
-    p.add_argument("--checkpoint", required=True, help="safetensors checkpoint")
+    p.add_argument("--checkpoint", help="safetensors checkpoint (needed with a config)")
     p.add_argument("--data", help="evaluate on this file or folder instead of the config's test split")
     p.add_argument("--save-predictions", metavar="FILE.npy",
                    help="also write the outputs in the order of the data: predicted future frames, float32 "
