@@ -17,7 +17,7 @@ import torch
 
 from framegru import DataInfo, hookimpl
 from framegru.errors import DataError
-from framegru.images import read_image
+from framegru.images import decode_image, read_image
 
 from .stills import LabelledImages, split_indices
 
@@ -63,12 +63,12 @@ def scan(folder: Path) -> tuple[list[str], list[Path], list[int]]:
     return classes, paths, labels
 
 
-def unreadable(paths: Sequence[Path], channels: int, size: tuple[int, int] | None) -> dict[Path, str]:
-    """The images of ``paths`` that do not decode (to ``size``), each with why (one line)."""
+def unreadable(paths: Sequence[Path], size: tuple[int, int] | None = None) -> dict[Path, str]:
+    """The images of ``paths`` that do not decode (JPEGs reduced towards ``size``), each with why (one line)."""
 
     def problem(path: Path) -> str | None:
         try:
-            read_image(path, channels, size)
+            decode_image(path, size)
         except DataError as exc:
             return str(exc)
         return None
@@ -88,10 +88,10 @@ def _first_size(paths: Sequence[Path], channels: int) -> list[int]:
     raise DataError(f"none of the {len(paths)} images under {paths[0].parents[1]} can be decoded")
 
 
-def _readable(folder: Path, paths: list[Path], indices: list[int], split: str, channels: int,
-              size: tuple[int, int], on_bad_image: str) -> list[int]:
+def _readable(folder: Path, paths: list[Path], indices: list[int], split: str, size: tuple[int, int],
+              on_bad_image: str) -> list[int]:
     """``indices`` without the images that cannot be read (``skip``), or an error naming each (``error``)."""
-    bad = unreadable([paths[i] for i in indices], channels, (min(size[0], CHECK_SIDE), min(size[1], CHECK_SIDE)))
+    bad = unreadable([paths[i] for i in indices], (min(size[0], CHECK_SIDE), min(size[1], CHECK_SIDE)))
     if not bad:
         return indices
     if on_bad_image == "error":
@@ -150,8 +150,8 @@ def image_folder(*, root: Path, split: str, path: str | None = None, size: list[
     if size is None:
         size = _first_size(paths, channels)
     info = DataInfo(channels=channels, height=size[0], width=size[1], classes=names, still=True)
-    indices = _readable(folder, paths, split_indices(len(paths), split, val_fraction), split, channels,
-                        (size[0], size[1]), on_bad_image)
+    indices = _readable(folder, paths, split_indices(len(paths), split, val_fraction), split, (size[0], size[1]),
+                        on_bad_image)
     return LabelledImages(ImageFiles(paths, channels, (size[0], size[1])), labels, indices, info,
                           crop_padding if train else 0, flip and train)
 
