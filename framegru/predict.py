@@ -10,6 +10,7 @@ frames before it (black at ``t = 0``, where nothing came before).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -139,6 +140,22 @@ def draw_label(image: np.ndarray, text: str, origin: tuple[int, int], scale: flo
     cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
+@functools.lru_cache(maxsize=8)
+def _label_patches(pane_width: int, channels: int) -> tuple[tuple[int, int, np.ndarray], ...]:
+    """``(top, left, patch)`` of each pane's label: a label's box hides what is under it, so it is drawn
+    once and copied onto each frame (drawing text every frame cost as much as the model's step)."""
+    import cv2
+
+    patches = []
+    for text, x in (("live", 8), ("predicted next", pane_width + 8)):
+        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        top, left = 20 - h - 4, x - 3  # draw_label's box at origin (x, 20)
+        patch = np.zeros((h + base + 7, w + 7, channels), np.uint8)
+        draw_label(patch, text, (x - left, 20 - top))
+        patches.append((top, left, patch))
+    return tuple(patches)
+
+
 def labelled_panes(live: np.ndarray, predicted: np.ndarray, scale: int) -> np.ndarray:
     """``live | predicted`` (``uint8 [H, W, C]`` each) enlarged ``scale`` times, each pane labelled as
     ``webcam`` labels it: "live" and "predicted next"."""
@@ -147,8 +164,9 @@ def labelled_panes(live: np.ndarray, predicted: np.ndarray, scale: int) -> np.nd
     panes = np.concatenate([live, predicted], axis=1)
     big = cv2.resize(panes, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     big = np.ascontiguousarray(big.reshape(*big.shape[:2], panes.shape[2]))  # OpenCV drops a single channel
-    draw_label(big, "live", (8, 20))
-    draw_label(big, "predicted next", (live.shape[1] * scale + 8, 20))
+    for top, left, patch in _label_patches(live.shape[1] * scale, panes.shape[2]):
+        fits = big[top : top + patch.shape[0], left : left + patch.shape[1]]
+        fits[...] = patch[: fits.shape[0], : fits.shape[1]]
     return big
 
 
