@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,7 +244,8 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
     return PredictStats(count, time.perf_counter() - tic, stream.decode_seconds, model_seconds, warning)
 
 
-def _warn_if_unlike(model, record: dict | None, images: list[np.ndarray], source: str | Path, warn) -> None:
+def _warn_if_unlike(model: FrameModel | OnnxModel, record: dict | None, images: list[np.ndarray], source: str | Path,
+                    warn: Callable[[str], None]) -> None:
     line = out_of_domain(model, record, images, source)
     if line:
         warn(line)

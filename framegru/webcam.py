@@ -16,6 +16,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,7 +132,7 @@ class WebcamStats:
 
 def run_webcam(model: FrameModel | OnnxModel, capture: LiveCapture, *, window: bool, out: str | Path | None,
                max_frames: int | None = None, fit: str = "crop", snapshot: str | Path | None = None,
-               height: int = 360, stop: threading.Event | None = None, warn=None,
+               height: int = 360, stop: threading.Event | None = None, warn: Callable[[str], None] | None = None,
                training_data: dict | None = None) -> WebcamStats:
     """Show and/or record ``capture`` annotated by ``model`` until it ends, ``max_frames``, q/Esc or ``stop``.
 
@@ -211,6 +212,8 @@ def run_webcam(model: FrameModel | OnnxModel, capture: LiveCapture, *, window: b
                 cv2.destroyAllWindows()
             if snapshot is not None and annotated is not None:
                 written = _write_snapshot(Path(snapshot), annotated)
+    if warn is not None and 0 < len(seen) < CHECKED_FRAMES and (line := out_of_domain(model, record, seen, capture.name)):
+        warn(line)  # a short source: judged on what there was, as predict judges a short video
     if snapshot is not None and annotated is not None and not written:
         raise DataError(f"cannot write the snapshot {snapshot} (check the folder exists and is writable)")
     return stats

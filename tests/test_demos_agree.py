@@ -38,6 +38,11 @@ def test_webcam_gives_the_warning_predict_gives(digit_model, tmp_path):
     assert said["webcam"][0].startswith(f"warning: {bright} looks unlike what this model was trained on "
                                         "(moving_mnist, 1x16x16, mean 0.05, contrast 0.20): mean brightness 0.78")
     assert "in its first 16 frames, so the predictions will likely mean little" in said["webcam"][0]
+    short = str(write_video(tmp_path / "short.mp4", np.full((5, 16, 16), 200, np.uint8)))
+    said = {"predict": [], "webcam": []}
+    predict.predict_video(model, short, None, warn=said["predict"].append)
+    run_webcam(model, LiveCapture(short), window=False, out=None, warn=said["webcam"].append)
+    assert len(said["webcam"]) == 1 and said["webcam"] == said["predict"] and "in its first 5 frames" in said["webcam"][0]
 
 
 def test_a_classifier_is_told_to_train_on_images(tmp_path):
