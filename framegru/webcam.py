@@ -212,8 +212,9 @@ def run_webcam(model: FrameModel | OnnxModel, capture: LiveCapture, *, window: b
                 cv2.destroyAllWindows()
             if snapshot is not None and annotated is not None:
                 written = _write_snapshot(Path(snapshot), annotated)
-    if warn is not None and 0 < len(seen) < CHECKED_FRAMES and (line := out_of_domain(model, record, seen, capture.name)):
-        warn(line)  # a short source: judged on what there was, as predict judges a short video
+    short = warn is not None and 0 < len(seen) < CHECKED_FRAMES  # judged on what there was, as predict does
+    if short and (line := out_of_domain(model, record, seen, capture.name)):
+        warn(line)
     if snapshot is not None and annotated is not None and not written:
         raise DataError(f"cannot write the snapshot {snapshot} (check the folder exists and is writable)")
     return stats

@@ -2,9 +2,10 @@
 
 Logged: ``train/loss`` and ``train/lr`` at every step, ``eval/<metric>`` for every metric of every
 evaluation (the validation loss as ``eval/loss`` where the task reports one; not the count of items
-scored, which is no metric), and ``pictures/predictions`` (``predictions.png``) when the pictures are written. Off with
-``run.tensorboard: false``. A resumed run writes a new event file that tells TensorBoard to drop what
-the interrupted run logged after the checkpoint it resumes from, as ``metrics.jsonl`` drops it.
+scored, which is no metric), and ``pictures/predictions`` (``predictions.png``) when the pictures are
+written. Off with ``run.tensorboard: false``. A resumed run writes a new event file that tells
+TensorBoard to drop what the interrupted run logged after the checkpoint it resumes from, as
+``metrics.jsonl`` drops it.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ from .stills import LabelledImages, split_indices
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
 SPLIT_FOLDERS = {"train", "training", "val", "valid", "validation", "test", "testing"}  # not class names
 BAD_IMAGE_POLICIES = ("error", "skip")
-CHECK_SIDE = 64  # the check decodes at most this size: a JPEG decodes reduced (fast), and a corrupt file fails all the same
+# The check decodes towards at most this size: a JPEG then decodes reduced (fast); a corrupt one still fails.
+CHECK_SIDE = 64
 
 
 def _images(folder: Path, top: Path) -> list[Path]:
@@ -78,14 +79,14 @@ def unreadable(paths: Sequence[Path], size: tuple[int, int] | None = None) -> di
         return {path: why for path, why in zip(paths, pool.map(problem, paths)) if why is not None}
 
 
-def _first_size(paths: Sequence[Path], channels: int) -> list[int]:
+def _first_size(folder: Path, paths: Sequence[Path], channels: int) -> list[int]:
     """The size of the first image that decodes (a bad one is told by the check of its split)."""
     for path in paths:
         try:
             return list(read_image(path, channels).shape[-2:])
         except DataError:
             continue
-    raise DataError(f"none of the {len(paths)} images under {paths[0].parents[1]} can be decoded")
+    raise DataError(f"none of the {len(paths)} images under {folder} can be decoded: {unreadable(paths[:1])[paths[0]]}")
 
 
 def _readable(folder: Path, paths: list[Path], indices: list[int], split: str, size: tuple[int, int],
@@ -148,7 +149,7 @@ def image_folder(*, root: Path, split: str, path: str | None = None, size: list[
         raise DataError(f"{folder} has a single class folder ({names[0]}): a classifier needs at least two "
                         f"(expected {folder}/<class>/<image>)")
     if size is None:
-        size = _first_size(paths, channels)
+        size = _first_size(folder, paths, channels)
     info = DataInfo(channels=channels, height=size[0], width=size[1], classes=names, still=True)
     indices = _readable(folder, paths, split_indices(len(paths), split, val_fraction), split, (size[0], size[1]),
                         on_bad_image)
