@@ -224,7 +224,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
     p = sub.add_parser("run", parents=[common], help="train and evaluate a config", epilog=config_sections(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="YAML config")
+    p.add_argument("config", help="YAML config, or a shipped config by name (moving_mnist, cifar10_rows, ...)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (YAML-typed values)")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue from run.dir/last.safetensors")
