@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .device import cpu_has_native_bf16
     from .distributed import world_size
     from .eta import Pace
-    from .images import read_image
+    from .images import decode_image, read_image
     from .json_output import dumps as json_dumps
     from .metrics import ClassifyMetrics, PredictionMetrics, format_metrics
     from .model import FrameModel, load_model
@@ -56,6 +56,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "write_pictures": ("pictures", "write_pictures"),
     # image, video and camera input
     "read_image": ("images", "read_image"),
+    "decode_image": ("images", "decode_image"),
     "FITS": ("video", "FITS"),
     "VIDEO_EXTENSIONS": ("video", "VIDEO_EXTENSIONS"),
     "VideoProbe": ("video", "VideoProbe"),
@@ -78,7 +79,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 __all__ = [
     "ClassifyMetrics", "ConvGRU", "ConvGRUCell", "DataError", "DataInfo", "FITS", "FrameModel", "FramegruError",
     "LiveCapture", "Metrics", "Pace", "PredictionMetrics", "Task", "UsageError", "VIDEO_EXTENSIONS", "VideoProbe",
-    "add_framegru_commands", "components_for", "conv_block", "cpu_has_native_bf16", "fit_image", "format_about",
+    "add_framegru_commands", "components_for", "conv_block", "cpu_has_native_bf16", "decode_image", "fit_image", "format_about",
     "format_clock", "format_metrics", "hookimpl", "json_dumps", "load_model", "missing_data", "probe_video",
     "read_clip", "read_image", "rows_to_still", "still_to_rows", "world_size", "write_pictures",
 ]

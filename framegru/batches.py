@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import distributed, run_dir
 from .config import Config
 from .data import DataInfo
-from .errors import UsageError
+from .errors import DataError, UsageError
 from .plugin_manager import Components
 from .stopping import ignore_interrupts_in_worker
 
@@ -31,6 +31,32 @@ def build_reader(config: Config, components: Components, split: str, **overrides
     if not isinstance(getattr(dataset, "info", None), DataInfo):
         raise UsageError(f"reader '{spec.name}' returned a dataset without a framegru DataInfo `info`")
     return dataset
+
+
+FEW_VALIDATION = 10  # validation items below which the metrics that pick `best` are mostly noise
+
+
+def size_notes(config: Config, train_set: Dataset, val_set: Dataset) -> list[str]:
+    """Warnings about splits too small for the run's batches or its evaluations, one line each.
+
+    Raises:
+        DataError: the training split is empty: there is nothing to train on.
+    """
+    info, name = train_set.info, config.data.reader.name
+    kind = "images" if info.still else "sequences"
+    n, batch = len(train_set), config.train.batch_size * distributed.world_size()
+    if n == 0:
+        raise DataError(f"data.reader {name}: the training split holds no {kind}: nothing to train on")
+    notes = []
+    if n < batch:
+        notes.append(f"warning: the training split holds {n:,} {kind}, fewer than a batch of {batch:,}: every "
+                     f"batch repeats them (about {batch / n:.1f} times each); train.batch_size={n} fits them once")
+    if 0 < len(val_set) < FEW_VALIDATION:
+        more = " (raise data.reader.val_fraction or add images)" if info.still else ""  # the still readers' option
+        count = f"{len(val_set)} {kind if len(val_set) > 1 else kind[:-1]}"
+        notes.append(f"warning: the validation split holds only {count}: its metrics, and the "
+                     f"`best` checkpoint they choose, are mostly noise{more}")
+    return notes
 
 
 def batch_order(n: int, batch_size: int, seed: int, start_step: int, rank: int = 0, world: int = 1) -> Iterator[list[int]]:

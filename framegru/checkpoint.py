@@ -23,6 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from . import shipped
 from .errors import DataError, unreadable
 
 FORMAT = "framegru-1"
@@ -32,6 +33,12 @@ TEMP_SUFFIX = ".tmp"  # of a checkpoint being written: ``.<name>.<random>.tmp`` 
 _UMASK = os.umask(0o022)  # read (setting it is the only way) at import, before any thread could create files
 os.umask(_UMASK)
 SNIFF_BYTES = 1024 * 1024  # what is read of a file to tell safetensors, pickle and garbage apart
+
+
+def file_mode() -> int:
+    """The mode a new file gets under this process's umask: what a file written through a private
+    temporary (mkstemp's 0600) must be given before it is renamed into place."""
+    return 0o666 & ~_UMASK
 
 
 @dataclass
@@ -58,7 +65,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
         yield Path(tmp)
         # mkstemp makes it private (0600); the file it becomes need not be. After the write: safetensors
         # writes a new file in its place, which took 0600 again when this came first.
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, file_mode())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -177,8 +184,12 @@ def _check_finite(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Read a framegru checkpoint; any problem with the file is a :class:`DataError`."""
-    path = Path(path)
+    """Read a framegru checkpoint; any problem with the file is a :class:`DataError`.
+
+    A relative ``samples/checkpoints/...`` path that the current folder lacks is the shipped checkpoint
+    (:func:`framegru.shipped.resolve`), so configs and commands that name one work from any folder.
+    """
+    path = shipped.resolve(path)
     _check_header(path)
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import torch
 
+from . import shipped
 from .backends import OnnxModel, add_backend_argument, with_backend
 from .device import add_device_argument, pick_device
 from .errors import DataError, UsageError
 from .model import FrameModel
 
-# The shipped CIFAR-10 model, found beside the package in a source checkout or an editable install.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "samples" / "checkpoints" / "cifar10_rows.safetensors"
+DEFAULT_CHECKPOINT = shipped.checkpoint("cifar10_rows.safetensors")  # the shipped CIFAR-10 model
 CHUNK = 64  # images decoded and classified together: bounded memory however many are given
 
 

@@ -70,12 +70,13 @@ def components_for(args: argparse.Namespace, config_plugins: list[str] | None = 
     return host.components()
 
 
-def config_and_components(args: argparse.Namespace) -> tuple[Config, Components]:
-    """``args.config`` with ``args.overrides`` and the components it can use, the options a component
-    switched by name cannot take dropped (``config.notes`` says which)."""
+def config_and_components(args: argparse.Namespace, config: Config | None = None) -> tuple[Config, Components]:
+    """``config`` (default: ``args.config`` with ``args.overrides``) and the components it can use, the
+    options a component switched by name cannot take dropped (``config.notes`` says which)."""
     from .config import drop_inherited_options, load_config
 
-    config = load_config(args.config, args.overrides)
+    if config is None:
+        config = load_config(args.config, args.overrides)
     components = components_for(args, config.plugins)
     drop_inherited_options(config, components)
     return config, components
@@ -190,7 +191,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoint
     from .metrics import format_metrics
 
-    config, components = config_and_components(args)
+    if args.checkpoint is None and args.config.endswith(".safetensors"):  # `framegru eval CKPT`: its own config
+        from .evaluate import config_of_checkpoint
+
+        args.checkpoint = args.config
+        config, components = config_and_components(args, config_of_checkpoint(args.config, args.overrides))
+    elif args.checkpoint is None:
+        raise UsageError(f"eval {args.config}: pass --checkpoint CKPT, or the checkpoint alone "
+                         "(framegru eval CKPT evaluates it with the config inside it)")
+    else:
+        config, components = config_and_components(args)
     for note in config.notes:
         stderr.print(note, highlight=False)
     said: list[str] = []
@@ -232,7 +242,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
     p = sub.add_parser("run", parents=[common], help="train and evaluate a config", epilog=config_sections(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="YAML config")
+    p.add_argument("config", help="YAML config, or a shipped config by name (moving_mnist, cifar10_rows, ...)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (YAML-typed values)")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue from run.dir/last.safetensors")
@@ -242,9 +252,10 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("eval", parents=[common], help="evaluate a checkpoint")
-    p.add_argument("config", help="YAML config")
+    p.add_argument("config", metavar="CONFIG_OR_CKPT",
+                   help="YAML config (with --checkpoint), or a .safetensors checkpoint alone: its own config is used")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value")
-    p.add_argument("--checkpoint", required=True, help="safetensors checkpoint")
+    p.add_argument("--checkpoint", help="safetensors checkpoint (needed with a config)")
     p.add_argument("--data", help="evaluate on this file or folder instead of the config's test split")
     p.add_argument("--save-predictions", metavar="FILE.npy",
                    help="also write the outputs in the order of the data: predicted future frames, float32 "

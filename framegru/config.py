@@ -471,6 +471,12 @@ def _explain(exc: ValidationError, source: str) -> UsageError:
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        from . import shipped
+
+        names = shipped.config_names()
+        also = f" (the shipped configs: {', '.join(names)})" if names and len(path.parts) == 1 else ""
+        raise UsageError(f"config not found: {path}{also}") from None
     except OSError as exc:
         raise unreadable(exc, "config", path, UsageError, "a YAML file") from None
     except UnicodeDecodeError as exc:
@@ -533,17 +539,22 @@ def _device_asked(raw: dict[str, Any]) -> str:
 def load_config(path: str | Path, overrides: list[str] | None = None, *, per_device: bool = True) -> Config:
     """Read a config, apply its ``per_device`` section for this machine, then ``overrides``, and validate.
 
-    Plugin paths become relative to the config's folder. Every ``per_device`` section is validated, not
+    ``path`` may name a shipped config (``moving_mnist``) or a shipped file's relative path
+    (:func:`framegru.shipped.resolve_config`); a ``train.init`` under ``samples/checkpoints/`` resolves to
+    the shipped checkpoint where the current folder has none. Plugin paths become relative to the
+    config's folder. Every ``per_device`` section is validated, not
     only the one applied here: a typo in the cuda section fails on a CPU machine too. ``overrides`` are
     this machine's, so another section fails only where it fails both with them and without them.
 
     Args:
-        path: the YAML file.
+        path: the YAML file, or a shipped config's name.
         overrides: ``key.sub=value`` strings, applied last.
         per_device: apply the section of this machine's device; False keeps the top-level values
             (benchmarks measure one model whatever the machine).
     """
-    path = Path(path)
+    from . import shipped
+
+    path = shipped.resolve_config(path)
     overrides = list(overrides or [])
     raw = read_yaml(path)
     sections = _per_device(raw, str(path))
@@ -567,6 +578,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, per_dev
         if not _validates(apply_values(copy.deepcopy(variant), cli)):
             validate(variant, f"{path}: per_device.{name}" if name else str(path))
     _paths_from_here(config)
+    if config.train.init is not None:
+        config.train.init = shipped.resolve(config.train.init)
     base = path.resolve().parent
     config.plugins = [
         str(base / p) if (p.endswith(".py") or "/" in p) and not Path(p).is_absolute() else p

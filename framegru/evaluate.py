@@ -41,6 +41,31 @@ def describe_split(config: Config, split: str, dataset, data: str | Path | None)
     return f"scored the '{split}' split of reader '{config.data.reader.name}' ({items})"
 
 
+def own_config_hint(checkpoint: str | Path, trained: Config | None) -> str:
+    """How to evaluate ``checkpoint`` with the config it was trained with: its run's ``config.yaml`` (beside
+    it, or at its ``run.dir``) where that is still there, and always the checkpoint alone."""
+    beside = [Path(checkpoint).parent / "config.yaml"] + ([Path(trained.run.dir) / "config.yaml"] if trained else [])
+    found = next((path for path in beside if path.is_file()), None)
+    run = f"framegru eval {found} --checkpoint {checkpoint}, or " if found else ""
+    return f"evaluate it with the config it was trained with: {run}framegru eval {checkpoint} (the config inside it)"
+
+
+def config_of_checkpoint(checkpoint: str | Path, overrides: list[str] | None = None) -> Config:
+    """The config ``checkpoint`` was trained with (kept in its metadata), with ``overrides`` applied.
+
+    Its ``plugins`` are not kept: importing runs code, and a checkpoint is only a file someone handed
+    over; pass them with ``--plugin`` where its components need them.
+    """
+    import copy
+
+    from . import checkpoint as checkpoints
+    from .config import apply_values, parse_overrides, validate
+
+    raw = copy.deepcopy(checkpoints.load(checkpoint).config)
+    raw["plugins"] = []
+    return validate(apply_values(raw, parse_overrides(list(overrides or []))), f"{checkpoint} (the config inside it)")
+
+
 def evaluate_checkpoint(config: Config, components: Components, checkpoint: str | Path, data: str | Path | None,
                         save_predictions: str | Path | None = None, said: list[str] | None = None) -> dict:
     """Metrics of ``checkpoint`` on ``data`` (read by the config's reader through its ``path`` option),
@@ -72,7 +97,8 @@ def evaluate_checkpoint(config: Config, components: Components, checkpoint: str 
         raise DataError(f"the data is {info.channels}x{info.height}x{info.width} (CxHxW) but the checkpoint "
                         f"expects {expected.channels}x{expected.height}x{expected.width}")
     if expected.classes and info.classes and len(info.classes) != len(expected.classes):
-        raise DataError(f"the data has {len(info.classes)} classes, the checkpoint {len(expected.classes or [])}")
+        raise DataError(f"the data has {len(info.classes)} classes, the checkpoint {len(expected.classes or [])}: "
+                        f"{own_config_hint(checkpoint, model.config)}")
     if len(dataset) == 0:
         raise DataError("nothing to evaluate: the data set is empty")
     if said is not None:

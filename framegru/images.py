@@ -72,19 +72,13 @@ def _shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return small if small.ndim == 3 or image.ndim == 2 else small[:, :, None]
 
 
-def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Decode an image file to a float tensor ``[channels, H, W]`` in ``[0, 1]``.
-
-    Args:
-        path: PNG, JPEG, BMP, TIFF, WebP... (whatever OpenCV decodes), 8 or 16 bits per channel.
-        channels: 1 (gray, BT.601 luma of a colour image) or 3 (RGB, gray replicated).
-        size: ``(H, W)`` to resize to (area interpolation when shrinking), or None to keep.
+def decode_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode an image file as OpenCV gives it (BGR or gray, 8 or 16 bits), JPEGs at a reduced scale
+    still at least twice ``size``: what :func:`read_image` starts from, and all a check of the file needs.
 
     Raises:
-        DataError: the file is missing, unreadable or not an image.
+        DataError: the file is missing, unreadable, a decompression bomb or not an image.
     """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path} is a folder, not an image")
@@ -102,6 +96,23 @@ def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = N
         image = None
     if image is None or image.size == 0:
         raise DataError(f"cannot decode image {path}: not an image, or corrupt")
+    return image
+
+
+def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Decode an image file to a float tensor ``[channels, H, W]`` in ``[0, 1]``.
+
+    Args:
+        path: PNG, JPEG, BMP, TIFF, WebP... (whatever OpenCV decodes), 8 or 16 bits per channel.
+        channels: 1 (gray, BT.601 luma of a colour image) or 3 (RGB, gray replicated).
+        size: ``(H, W)`` to resize to (area interpolation when shrinking), or None to keep.
+
+    Raises:
+        DataError: the file is missing, unreadable or not an image.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    image = decode_image(path, size)
     if size is not None and image.shape[0] >= 2 * size[0] and image.shape[1] >= 2 * size[1]:
         image = _shrink(image, size)
     image = _to_unit_range(image)

@@ -10,16 +10,20 @@ frames before it (black at ``t = 0``, where nothing came before).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import shipped
+from .classify_still import DEFAULT_CHECKPOINT as DEFAULT_CLASSIFIER
 from .backends import OnnxModel, add_backend_argument, name_of, with_backend
 from .device import add_device_argument, pick_device
 from .errors import DataError, UsageError
@@ -27,10 +31,9 @@ from .model import FrameModel, load_model
 from .plugin_manager import Components
 from .video import FITS, FrameStream, VideoWriter
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 DEFAULT_CHECKPOINTS = {
-    "predict": SAMPLES / "checkpoints" / "moving_mnist.safetensors",
-    "classify": SAMPLES / "checkpoints" / "mnist_rows.safetensors",
+    "predict": shipped.checkpoint("moving_mnist.safetensors"),
+    "classify": DEFAULT_CLASSIFIER,  # classify-still's CIFAR-10 model: the demos agree on what classifies
 }
 
 
@@ -90,24 +93,90 @@ class PredictStats:
 
 
 CHECKED_FRAMES = 16  # the first frames, as the model sees them, compared with its training data
+# Where to go instead, by what the model does: predict, webcam --task predict, webcam --task classify.
+OWN_DATA = {
+    "next_frames": "train on your own videos with configs/video_next_frame.yaml data.reader.path=YOUR_VIDEO_FOLDER",
+    "still": "train on your own images with configs/cifar10_rows.yaml data.reader.name=image_folder "
+             "data.reader.path=YOUR_IMAGE_FOLDER",
+    "video": "train on your own videos with configs/video_classify.yaml data.reader.path=YOUR_VIDEO_FOLDER",
+}
 
 
-def _check_input(record: dict | None, images: list[np.ndarray], source: str | Path, warn) -> None:
+def out_of_domain(model: FrameModel | OnnxModel, record: dict | None, images: list[np.ndarray],
+                  source: str | Path) -> str | None:
+    """The warning ``predict`` and ``webcam`` give when the first frames of ``source``, as the model sees
+    them (``uint8 [H, W, C]``), are clearly unlike ``record`` (its training data, :mod:`.data_record`);
+    None when they look alike or nothing is known."""
     from . import data_record
 
     mean, std = data_record.frame_statistics(images)
     why = data_record.unlike(record, mean, std)
-    if why:
-        warn(f"warning: {source} looks unlike what this model was trained on ({data_record.summary(record)}): "
-             f"{why} in its first {len(images)} frames, so the predictions will likely mean little; train on "
-             "your own videos with configs/video_next_frame.yaml data.reader.path=YOUR_VIDEO_FOLDER")
+    if not why:
+        return None
+    kind = "next_frames" if model.task.next_frames else "still" if model.info.still else "video"
+    output = "predictions" if kind == "next_frames" else "classes"
+    return (f"warning: {source} looks unlike what this model was trained on ({data_record.summary(record)}): "
+            f"{why} in its first {len(images)} frames, so the {output} will likely mean little; {OWN_DATA[kind]}")
+
+
+def training_record(model: FrameModel, components: Components, shipped_default: bool) -> dict | None:
+    """What ``model`` was trained on (:mod:`.data_record`), for :func:`out_of_domain`: the checkpoint's
+    record, or for a shipped default older than records, its reader's data read again where it is here."""
+    from .data_record import rebuilt
+
+    record = model.training_data
+    return rebuilt(model.config, components) if record is None and shipped_default else record
+
+
+LABEL_MIN_WIDTH = 128  # output pixels a pane needs for its label ("predicted next") to fit
+
+
+def draw_label(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.5) -> None:
+    """White text on a black box at ``origin`` of ``image`` (in place), readable on any picture."""
+    import cv2
+
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x, y = origin
+    cv2.rectangle(image, (x - 3, y - h - 4), (x + w + 3, y + base + 2), (0, 0, 0), cv2.FILLED)
+    cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+@functools.lru_cache(maxsize=8)
+def _label_patches(pane_width: int, channels: int) -> tuple[tuple[int, int, np.ndarray], ...]:
+    """``(top, left, patch)`` of each pane's label: a label's box hides what is under it, so it is drawn
+    once and copied onto each frame (drawing text every frame cost as much as the model's step)."""
+    import cv2
+
+    patches = []
+    for text, x in (("live", 8), ("predicted next", pane_width + 8)):
+        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        top, left = 20 - h - 4, x - 3  # draw_label's box at origin (x, 20)
+        patch = np.zeros((h + base + 7, w + 7, channels), np.uint8)
+        draw_label(patch, text, (x - left, 20 - top))
+        patches.append((top, left, patch))
+    return tuple(patches)
+
+
+def labelled_panes(live: np.ndarray, predicted: np.ndarray, scale: int) -> np.ndarray:
+    """``live | predicted`` (``uint8 [H, W, C]`` each) enlarged ``scale`` times, each pane labelled as
+    ``webcam`` labels it: "live" and "predicted next"."""
+    import cv2
+
+    panes = np.concatenate([live, predicted], axis=1)
+    big = cv2.resize(panes, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    big = np.ascontiguousarray(big.reshape(*big.shape[:2], panes.shape[2]))  # OpenCV drops a single channel
+    for top, left, patch in _label_patches(live.shape[1] * scale, panes.shape[2]):
+        fits = big[top : top + patch.shape[0], left : left + patch.shape[1]]
+        fits[...] = patch[: fits.shape[0], : fits.shape[1]]
+    return big
 
 
 @torch.inference_mode()
 def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | Path | None, *, fit: str = "crop",
                   scale: int | None = None, max_frames: int | None = None, strict: bool = False,
                   warn=None, training_data: dict | None = None) -> PredictStats:
-    """Stream ``source`` through ``model`` and write ``input | prediction`` to ``out`` (None: no output).
+    """Stream ``source`` through ``model`` and write ``input | prediction`` to ``out`` (None: no output),
+    the panes labelled "live" and "predicted next" as ``webcam`` labels them where they are wide enough.
 
     The video is converted to what the model expects (``model.info``: size, channels) by the decoder.
 
@@ -137,8 +206,9 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
         first = next(frames, None)  # a file that cannot be decoded fails here, before any output exists
         if first is None:
             raise DataError(f"{source} has no video frames")
+        labels = info.width * scale >= LABEL_MIN_WIDTH  # drawn at the output's size: enlarged here, not by the writer
         writer = None if out is None else VideoWriter(
-            out, fps=stream.fps, scale=scale, pixel_format="gray8" if info.channels == 1 else "rgb24")
+            out, fps=stream.fps, scale=1 if labels else scale, pixel_format="gray8" if info.channels == 1 else "rgb24")
         try:  # a failure discards the output: never a broken video at ``out``
             state, previous = None, blank
             frame = first
@@ -150,16 +220,18 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
                 predicted = to_image(prediction)
                 model_seconds += time.perf_counter() - step
                 if writer is not None:
-                    writer.write(np.concatenate([frame.image, previous], axis=1), time=frame.time - first.time)
+                    panes = (labelled_panes(frame.image, previous, scale) if labels
+                             else np.concatenate([frame.image, previous], axis=1))
+                    writer.write(panes, time=frame.time - first.time)
                 previous = predicted
                 count += 1
                 if warn is not None and len(seen) < CHECKED_FRAMES:
                     seen.append(frame.image)
                     if len(seen) == CHECKED_FRAMES:
-                        _check_input(record, seen, source, warn)
+                        _warn_if_unlike(model, record, seen, source, warn)
                 frame = next(frames, None)
             if warn is not None and 0 < len(seen) < CHECKED_FRAMES:  # a short video: judge what there was
-                _check_input(record, seen, source, warn)
+                _warn_if_unlike(model, record, seen, source, warn)
             if frame is None and stream.problem and strict:  # read to its end, and it was damaged
                 raise DataError(f"{stream.problem}; --strict refuses a partial result")
         except BaseException:
@@ -170,6 +242,13 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
             writer.close()
     warning = stream.problem if frame is None else None
     return PredictStats(count, time.perf_counter() - tic, stream.decode_seconds, model_seconds, warning)
+
+
+def _warn_if_unlike(model: FrameModel | OnnxModel, record: dict | None, images: list[np.ndarray], source: str | Path,
+                    warn: Callable[[str], None]) -> None:
+    line = out_of_domain(model, record, images, source)
+    if line:
+        warn(line)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -186,11 +265,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         components = components_for(args)
         model = open_model(args.checkpoint, components, pick_device(args.device, "--device"), needs="next_frames")
-        record = model.training_data
-        if record is None and args.checkpoint is None:  # the shipped default, older than data records
-            from .data_record import rebuilt
-
-            record = rebuilt(model.config, components)
+        record = training_record(model, components, shipped_default=args.checkpoint is None)
         model = with_backend(model, args.backend, model_threads(args.threads))
         stats = predict_video(model, args.video, args.out, fit=args.fit, scale=args.scale, max_frames=args.max_frames,
                               strict=args.strict, training_data=record,

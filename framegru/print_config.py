@@ -63,7 +63,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("config", parents=[common],
                        help="print a config as a run would use it: per_device applied, every default and option shown")
-    p.add_argument("config", help="YAML config")
+    p.add_argument("config", help="YAML config, or a shipped config by name: framegru config moving_mnist > mine.yaml")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (YAML-typed values)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(handler=cmd_config)

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 
 from . import budget, checkpoint, contracts, data_record, distributed, optimization, run_dir, seeding
-from .batches import batch_order, build_reader, eval_batches, loader
+from .batches import batch_order, build_reader, eval_batches, loader, size_notes
 from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, dump_yaml, fit_components
 from .data import DataInfo
 from .device import autocast_for, cpu_has_native_bf16, pick_device
@@ -77,6 +77,8 @@ class Runner:
         self.item_shapes = contracts.item_shapes(sample) if sample is not None else None
         self.train_model = distributed.wrap(self.model, self.device)
         self.optimizer = optimization.make_optimizer(self.model, self.config)
+        for note in size_notes(self.config, self.train_set, self.val_set):  # last: an error above stays one line
+            self.events.note(note)
 
     # -- checkpoints --------------------------------------------------------------------------
     def _save(self, name: str, step: int, metrics: dict[str, Any] | None, with_state: bool) -> Path:

@@ -24,6 +24,7 @@ import av
 import cv2
 import numpy as np
 
+from .checkpoint import file_mode
 from .errors import DataError, UsageError, unreadable
 
 cv2.setNumThreads(1)  # the decoder has a thread of its own and FFmpeg's codec threads: no more needed
@@ -488,6 +489,7 @@ class VideoWriter:
         """Rename a complete video to ``path``; otherwise remove it (a fragmented one keeps what it has)."""
         try:
             if complete and self._file != self.path:
+                os.chmod(self._file, file_mode())  # mkstemp's 0600 is not what the user's umask asks for
                 os.replace(self._file, self.path)
             elif not complete and (self._file != self.path or self._stream is None):
                 self._file.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from .device import add_device_argument, pick_device
 from .camera import LiveCapture, fit_image
 from .errors import DataError, UsageError
 from .model import FrameModel
-from .predict import model_threads, open_model, to_image, to_tensor
+from .predict import (CHECKED_FRAMES, draw_label, model_threads, open_model, out_of_domain, to_image, to_tensor,
+                      training_record)
 from .stopping import StopRequest
 from .video import FITS, VideoWriter
 
@@ -53,6 +55,7 @@ class LiveModel:
         self.info = model.info
         self.device = model.device
         self.state = None
+        self.seen: np.ndarray | None = None  # the last frame as the model saw it, uint8 [H, W, C]
         config = getattr(model, "config", None)
         frames = config.data.reader.options.get("frames") if config is not None else None
         # The config comes from the checkpoint file: anything but a positive int falls back to the default.
@@ -61,7 +64,8 @@ class LiveModel:
 
     @torch.inference_mode()
     def step(self, bgr: np.ndarray) -> np.ndarray:
-        x = to_tensor(fit_image(bgr, (self.info.height, self.info.width), self.info.channels, self.fit), self.device)
+        self.seen = fit_image(bgr, (self.info.height, self.info.width), self.info.channels, self.fit)
+        x = to_tensor(self.seen, self.device)
         if self.model.task.next_frames:
             prediction, self.state = self.model.predict_next(x, self.state)
             return to_image(prediction)
@@ -72,14 +76,6 @@ class LiveModel:
             self.outputs.append(y)
             logits = self.model.head(torch.stack(list(self.outputs), dim=1))
         return logits.float().softmax(-1)[0].cpu().numpy()
-
-
-def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.5) -> None:
-    """White text on a black box, readable on any picture."""
-    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    x, y = origin
-    cv2.rectangle(image, (x - 3, y - h - 4), (x + w + 3, y + base + 2), (0, 0, 0), cv2.FILLED)
-    cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def _to_height(image: np.ndarray, height: int, nearest: bool = False) -> np.ndarray:
@@ -95,13 +91,13 @@ def annotate(live: np.ndarray, output: np.ndarray, model: FrameModel | OnnxModel
         predicted = output if output.shape[2] == 3 else np.repeat(output, 3, axis=2)
         predicted = _to_height(cv2.cvtColor(predicted, cv2.COLOR_RGB2BGR), height, nearest=True)
         panel = np.concatenate([panel, np.full((height, 4, 3), 255, np.uint8), predicted], axis=1)
-        _text(panel, "live", (8, 20))
-        _text(panel, "predicted next", (panel.shape[1] - predicted.shape[1] + 8, 20))
+        draw_label(panel, "live", (8, 20))
+        draw_label(panel, "predicted next", (panel.shape[1] - predicted.shape[1] + 8, 20))
     else:
         classes = model.info.classes or []
         top = int(np.argmax(output))
         name = classes[top] if top < len(classes) else str(top)
-        _text(panel, f"{name}  {100 * float(output[top]):.0f}%", (8, 28), scale=0.8)
+        draw_label(panel, f"{name}  {100 * float(output[top]):.0f}%", (8, 28), scale=0.8)
     bar = np.zeros((24, panel.shape[1], 3), np.uint8)
     cv2.putText(bar, status, (8, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return np.ascontiguousarray(np.concatenate([panel, bar], axis=0))
@@ -136,8 +132,12 @@ class WebcamStats:
 
 def run_webcam(model: FrameModel | OnnxModel, capture: LiveCapture, *, window: bool, out: str | Path | None,
                max_frames: int | None = None, fit: str = "crop", snapshot: str | Path | None = None,
-               height: int = 360, stop: threading.Event | None = None) -> WebcamStats:
+               height: int = 360, stop: threading.Event | None = None, warn: Callable[[str], None] | None = None,
+               training_data: dict | None = None) -> WebcamStats:
     """Show and/or record ``capture`` annotated by ``model`` until it ends, ``max_frames``, q/Esc or ``stop``.
+
+    ``warn`` is called with one line, the one ``predict`` gives, when the first frames look clearly
+    unlike ``training_data`` (default: the model's own record, :mod:`.data_record`).
 
     The recording is finalized whatever ends the run; a camera that stops delivering ends it cleanly
     with ``stats.error`` set.
@@ -150,6 +150,8 @@ def run_webcam(model: FrameModel | OnnxModel, capture: LiveCapture, *, window: b
     written = False
     rate = 0.0
     tic = first_at = None
+    seen: list[np.ndarray] = []
+    record = training_data or getattr(model, "training_data", None)
     try:
         while not stop.is_set():
             if max_frames is not None and stats.frames >= max_frames:
@@ -163,6 +165,10 @@ def run_webcam(model: FrameModel | OnnxModel, capture: LiveCapture, *, window: b
             if tic is None:
                 tic, first_at = now, frame.at
             output = live.step(frame.image)
+            if warn is not None and len(seen) < CHECKED_FRAMES:
+                seen.append(live.seen)
+                if len(seen) == CHECKED_FRAMES and (line := out_of_domain(model, record, seen, capture.name)):
+                    warn(line)
             latency = 1000 * (time.perf_counter() - frame.at)
             elapsed = time.perf_counter() - tic
             if stats.frames:
@@ -206,6 +212,9 @@ def run_webcam(model: FrameModel | OnnxModel, capture: LiveCapture, *, window: b
                 cv2.destroyAllWindows()
             if snapshot is not None and annotated is not None:
                 written = _write_snapshot(Path(snapshot), annotated)
+    short = warn is not None and 0 < len(seen) < CHECKED_FRAMES  # judged on what there was, as predict does
+    if short and (line := out_of_domain(model, record, seen, capture.name)):
+        warn(line)
     if snapshot is not None and annotated is not None and not written:
         raise DataError(f"cannot write the snapshot {snapshot} (check the folder exists and is writable)")
     return stats
@@ -236,13 +245,21 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(model_threads(args.threads))
-        model = open_model(args.checkpoint, components_for(args), pick_device(args.device, "--device"),
+        components = components_for(args)
+        model = open_model(args.checkpoint, components, pick_device(args.device, "--device"),
                            default=args.task or "predict", needs=WHAT_TASK_DRAWS.get(args.task))
+        if args.checkpoint is None:  # the shipped model: say which, so its classes surprise no one
+            info = model.info
+            classes = f"{len(info.classes)} classes, " if info.classes else ""
+            stderr.print(f"framegru webcam: the shipped {DEFAULT_MODELS[args.task or 'predict']} ({classes}"
+                         f"{info.channels}x{info.height}x{info.width}); --checkpoint CKPT runs another", highlight=False)
+        record = training_record(model, components, shipped_default=args.checkpoint is None)
         model = with_backend(model, args.backend, model_threads(args.threads))
         # The first Ctrl-C or SIGTERM ends the loop so the recording is finalized; a second one acts at once.
         with StopRequest(announce=False).installed() as stop:
             stats = run_webcam(model, capture, window=window, out=args.out, max_frames=args.max_frames,
-                               fit=args.fit, snapshot=args.snapshot, stop=stop.event)
+                               fit=args.fit, snapshot=args.snapshot, stop=stop.event, training_data=record,
+                               warn=lambda line: print(f"framegru: {line}", file=sys.stderr, flush=True))
     finally:
         capture.close()
         torch.set_num_threads(threads)
@@ -257,6 +274,7 @@ def cmd_webcam(args: argparse.Namespace) -> int:
 
 # --task chooses the shipped checkpoint, and what the model must give to be drawn.
 WHAT_TASK_DRAWS = {"predict": "next_frames", "classify": "class_scores"}
+DEFAULT_MODELS = {"predict": "Moving MNIST next-frame model", "classify": "CIFAR-10 classifier, classify-still's"}
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

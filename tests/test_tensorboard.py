@@ -44,14 +44,34 @@ def test_a_run_logs_loss_lr_metrics_and_pictures(config_path, tmp_path):
     assert sorted(loss) == list(range(1, 13))
     for metrics in logged:
         assert loss[metrics["step"]] == pytest.approx(metrics["loss"], rel=1e-6)
-        for name in ("mse", "mae", "ssim", "psnr", "sequences"):
+        for name in ("mse", "mae", "ssim", "psnr"):
             assert scalars(events, f"eval/{name}")[metrics["step"]] == pytest.approx(metrics[name], rel=1e-6), name
-    assert not {"eval/step", "eval/loss", "eval/seconds"} & set(events.Tags()["scalars"])
+    # next-frame evaluation has no loss of its own: `loss` is the training loss; a count is no metric
+    assert not {"eval/step", "eval/loss", "eval/seconds", "eval/sequences"} & set(events.Tags()["scalars"])
     [picture] = events.Images("pictures/predictions")
     png = Image.open(run / "predictions.png")
     assert (picture.step, picture.width, picture.height) == (12, *png.size)
     decoded = Image.open(io.BytesIO(picture.encoded_image_string)).convert("RGB")
     assert np.array_equal(np.asarray(decoded), np.asarray(png.convert("RGB")))
+
+
+@pytest.mark.integration
+def test_a_classifier_logs_its_validation_loss_and_no_count(still_tree, tmp_path):
+    from still_data import tiny_rows_config, write_config
+
+    path = write_config(tmp_path / "rows.yaml", tiny_rows_config(still_tree, tmp_path / "run", max_steps=6))
+    config = load_config(path, ["train.eval_every=3", "run.pictures=0"])
+    run_config(config, components_for(config))
+    events = read_events(tmp_path / "run")
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in logged] == [3, 6]
+    validation, accuracy = scalars(events, "eval/loss"), scalars(events, "eval/accuracy")
+    train = scalars(events, "train/loss")
+    for metrics in logged:
+        assert validation[metrics["step"]] == pytest.approx(metrics["loss"], rel=1e-6)
+        assert validation[metrics["step"]] != pytest.approx(train[metrics["step"]], rel=1e-6)
+        assert accuracy[metrics["step"]] == pytest.approx(metrics["accuracy"], rel=1e-6)
+    assert "eval/images" not in events.Tags()["scalars"]
 
 
 def test_a_resumed_run_replaces_what_the_killed_one_logged_after_its_checkpoint(config_path, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import re
 import threading
 from pathlib import Path
@@ -202,6 +203,21 @@ def test_writer_finalizes_when_the_writing_code_fails(tmp_path):
         frames = list(stream)
     assert len(frames) == 7 and frames[0].image.shape == (18, 22, 3)  # 2x, then even
     np.testing.assert_allclose([f.image.mean() for f in frames], np.arange(7) * 30, atol=3)
+
+
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_videos_follow_the_umask(tmp_path, monkeypatch, fragmented):
+    from framegru import checkpoint
+
+    monkeypatch.setattr(checkpoint, "_UMASK", 0o027)  # read once at import
+    old = os.umask(0o027)  # a fragmented video is written in place: the process's umask applies
+    try:
+        with VideoWriter(tmp_path / "v.mp4", fps=10, fragmented=fragmented) as writer:
+            for i in range(3):
+                writer.write(np.full((8, 8, 3), 40 * i, np.uint8))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "v.mp4").stat().st_mode & 0o777 == 0o640
 
 
 def test_writer_without_frames_leaves_no_file(tmp_path):

@@ -1,9 +1,11 @@
 """TensorBoard, a built-in listener: event files in ``run.dir`` (``tensorboard --logdir RUN_DIR``).
 
 Logged: ``train/loss`` and ``train/lr`` at every step, ``eval/<metric>`` for every metric of every
-evaluation, and ``pictures/predictions`` (``predictions.png``) when the pictures are written. Off with
-``run.tensorboard: false``. A resumed run writes a new event file that tells TensorBoard to drop what
-the interrupted run logged after the checkpoint it resumes from, as ``metrics.jsonl`` drops it.
+evaluation (the validation loss as ``eval/loss`` where the task reports one; not the count of items
+scored, which is no metric), and ``pictures/predictions`` (``predictions.png``) when the pictures are
+written. Off with ``run.tensorboard: false``. A resumed run writes a new event file that tells
+TensorBoard to drop what the interrupted run logged after the checkpoint it resumes from, as
+``metrics.jsonl`` drops it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 
 from framegru import UsageError, hookimpl
 
-# Not evaluation metrics: the step is TensorBoard's own axis, the training loss is train/loss already,
-# and the seconds since the start are in every event's wall time.
-NOT_METRICS = ("step", "loss", "seconds")
+# Not evaluation metrics: the step is TensorBoard's own axis and the seconds since the start are in every
+# event's wall time. ``loss`` is the step's training loss (train/loss already) unless the evaluation
+# reported its own, the validation loss, which replaces it in the metrics (framegru/runner.py).
+NOT_METRICS = ("step", "seconds")
 EVENT_FILES = "events.out.tfevents.*"
 FLUSH_EVERY_S = 30.0  # between evaluations, so that a long run's curves show up while it trains
 _file_numbers = itertools.count()
@@ -83,9 +86,12 @@ class TensorBoardLog:
         self.log_dir = log_dir
         self.events: EventFile | None = None
         self._flushed = time.monotonic()
+        self._count = "items"  # the task's count of what an evaluation scored
+        self._train_loss: tuple[int, float] | None = None  # the last step's, to tell it from a validation loss
 
     @hookimpl
-    def framegru_run_start(self, step: int, resumed: bool) -> None:
+    def framegru_run_start(self, run: Any, step: int, resumed: bool) -> None:
+        self._count = run.model.task.count_metric
         if not resumed:  # a fresh start (--overwrite, or after a run that never saved) replaces old curves
             for old in self.log_dir.glob(EVENT_FILES):
                 old.unlink()
@@ -94,6 +100,7 @@ class TensorBoardLog:
     @hookimpl
     def framegru_run_step(self, step: int, loss: float, lr: float) -> None:
         assert self.events is not None
+        self._train_loss = (step, loss)
         self.events.scalar("train/loss", loss, step)
         self.events.scalar("train/lr", lr, step)
         if time.monotonic() - self._flushed >= FLUSH_EVERY_S:
@@ -102,8 +109,11 @@ class TensorBoardLog:
     @hookimpl
     def framegru_run_evaluated(self, step: int, metrics: dict[str, Any]) -> None:
         assert self.events is not None
+        skip = {*NOT_METRICS, self._count}
+        if self._train_loss is not None and self._train_loss == (step, metrics.get("loss")):
+            skip.add("loss")  # the training loss of this step: the task's evaluation gave none
         for name, value in metrics.items():
-            if name not in NOT_METRICS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if name not in skip and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.events.scalar(f"eval/{name}", value, step)
         self._flush()
 
@@ -128,7 +138,7 @@ class TensorBoardLog:
 
 
 def tensorboard(*, run: Any) -> TensorBoardLog | None:
-    """TensorBoard event files in run.dir: loss, learning rate, every evaluation metric, the pictures."""
+    """TensorBoard event files in run.dir: loss, learning rate, the evaluation metrics, the pictures."""
     if not run.config.run.tensorboard:
         return None
     try:  # here, before the run builds anything: a missing package is said at once

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from framegru import DataInfo
+from framegru import DataError, DataInfo
 
 
 def hold_out(count: int, fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -24,8 +24,15 @@ def hold_out(count: int, fraction: float, seed: int = 0) -> tuple[list[int], lis
 
 
 def split_indices(count: int, split: str, fraction: float) -> list[int]:
-    """The indices of ``split``: ``train`` and ``val`` share out ``range(count)``, ``test`` takes all."""
+    """The indices of ``split``: ``train`` and ``val`` share out ``range(count)``, ``test`` takes all.
+
+    Raises:
+        DataError: ``train`` or ``val`` of fewer than two images: one split would be empty.
+    """
     train, val = hold_out(count, fraction)  # checks the fraction whatever the split
+    if split in ("train", "val") and not train:
+        raise DataError(f"{count} image{'s' if count != 1 else ''}: too few to train on and hold out a "
+                        "validation split from (add images)")
     return {"train": train, "val": val}.get(split, list(range(count)))
 
 
