@@ -104,6 +104,12 @@ class Runner:
         if _weights_spec(ckpt.config.get("model")) != _weights_spec(self.config.to_dict()["model"]):
             raise UsageError(f"--resume: {path} was trained with a different model config; use another run.dir")
         load_weights(self.model, ckpt.weights, f"{path} does not fit this model")
+        saved_train = ckpt.config.get("train")
+        trained_with = saved_train.get("optimizer", "adamw") if isinstance(saved_train, dict) else "adamw"
+        if trained_with != self.config.train.optimizer:  # the states differ in kind: neither fits the other
+            raise UsageError(f"--resume: the optimizer changed from {trained_with} ({path}) to "
+                             f"{self.config.train.optimizer}; resume with train.optimizer={trained_with}, or start "
+                             f"over with train.optimizer={self.config.train.optimizer} --overwrite (or another run.dir)")
         optimization.restore_optimizer_state(self.optimizer, ckpt.train_state, self.device)
         self.best = ckpt.extra.get("best")
         if self.config.train.time_budget_minutes:  # what the budget chose when the run began

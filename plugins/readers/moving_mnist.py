@@ -103,14 +103,26 @@ class MovingMNIST(Dataset):
 
 def read_sequences(path: Path, frames: int) -> np.ndarray:
     """Memory-map a ``uint8 [T, N, H, W]`` array; never unpickles."""
+    expected = "a .npy array of uint8 [T, N, H, W] (mnist_test_seq.npy's layout: uint8 [20, N, 64, 64])"
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder; expected {expected}") from None
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npy array of uint8 [T, N, H, W]: {exc}") from None
+        # numpy's own message would suggest allow_pickle, which runs the file's code: never pass it on.
+        if magic != b"\x93NUMPY":
+            what = "is not a .npy array (no .npy header)"
+        elif "pickle" in str(exc) or "Python objects" in str(exc):  # np.load and np.load(mmap_mode=...)
+            what = "holds Python objects (pickled), which framegru never loads"
+        else:
+            what = "is a damaged or truncated .npy file"
+        raise DataError(f"{path} {what}; expected {expected}") from None
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[2] != array.shape[3]:
-        raise DataError(f"{path} holds {array.dtype} {array.shape}; expected uint8 [T, N, H, H] like mnist_test_seq.npy")
+        raise DataError(f"{path} holds {array.dtype} {array.shape}; expected uint8 [T, N, H, H] like mnist_test_seq.npy (uint8 [20, N, 64, 64])")
     if array.shape[0] < frames:
         raise DataError(f"{path} has {array.shape[0]} frames per sequence; the config needs {frames}")
     return array
