@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from . import budget, checkpoint, contracts, data_record, distributed, optimization, run_dir, seeding
+from . import budget, checkpoint, contracts, data_record, distributed, memory, optimization, run_dir, seeding
 from .batches import batch_order, build_reader, eval_batches, loader
 from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, dump_yaml, fit_components
 from .data import DataInfo
@@ -215,6 +215,14 @@ class Runner:
         start = self._resume() if resume else 0
         if not resume and self.config.train.init is not None:
             self._init_weights()
+        # Before any batch is collated (the loader's workers start on the first one) or timed by the budget.
+        batches = {"train.batch_size": self.config.train.batch_size}
+        larger = self.config.train.larger_batch
+        if not resume and self.config.train.time_budget_minutes and larger is not None:
+            batches["train.larger_batch.batch_size"] = larger.batch_size
+        tight = memory.check_step_fits(self, batches)
+        if tight and self.is_main:
+            self.events.note(tight)
         self._plan: budget.Plan | None = None
         self._refit_at: int | None = None
         if not resume and self.config.train.time_budget_minutes:

@@ -240,6 +240,9 @@ CASES: dict[str, tuple[list[str], int, str]] = {
                                "3x100000x100000 (CxHxW) frames are larger than framegru takes"),
     # 7 PB of weights: more than any address space, so refused at once even where memory is overcommitted.
     "run/model-too-big-for-memory": (["run", "good.yaml", "model.engine.hidden=10000000"], 1, "out of memory ("),
+    # A batch of 3e9 sequences (30 TB): refused before the first step, where it was collated until the machine ran out.
+    "run/batch-that-cannot-fit": (["run", "good.yaml", "train.batch_size=3000000000"], 2,
+                                  "train.batch_size=3,000,000,000 cannot fit in memory: a training step needs at least "),
     "run/run-dir-is-a-file": (["run", "good.yaml", "run.dir=a_file"], 2, "run.dir a_file is a file, not a folder"),
     "run/data-folder-missing": (["run", "still.yaml", "data.reader.path=no_such_tree"], 1,
                                 "no_such_tree"),
