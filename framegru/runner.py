@@ -292,7 +292,7 @@ class Runner:
             raise failure or DataError(f"rank 0 could not write its outputs at step {step}; every rank stops")
 
     def _train(self, start: int) -> dict[str, Any]:
-        with StopRequest(announce=self.is_main).installed() as stop:
+        with StopRequest(announce=self.is_main, kept=self._kept).installed() as stop:
             try:
                 return self._loop(start, stop)
             except RuntimeError as exc:

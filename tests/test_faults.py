@@ -294,3 +294,50 @@ def test_a_kill_at_any_moment_of_a_save_leaves_only_files_framegru_cleans(tmp_pa
         assert kept.config["delay"] in (-1, *delays[: i + 1]) and kept.weights["w"].numel() in (1, 4_000_000)
         run_dir.remove_stale_temps(tmp_path)
         assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+_STUCK_PLUGIN = '''
+"""Test plugin: step 2 waits 30 s inside native code (system(3)), where Python runs no signal handler."""
+import os
+from pathlib import Path
+
+from framegru import tasks
+
+_training_loss = tasks.Task.training_loss
+
+
+def training_loss(*args, **kwargs):
+    if kwargs["step"] == 1:  # the loop's second step (step 0 is also the memory probe's)
+        Path({marker!r}).touch()
+        os.system("exec sleep 30 </dev/null >/dev/null 2>&1")  # not holding the run's stdout and stderr open
+    return _training_loss(*args, **kwargs)
+
+
+tasks.Task.training_loss = training_loss
+'''
+
+
+@pytest.mark.integration
+def test_a_second_signal_stops_at_once_even_inside_native_code(tmp_path):
+    marker = tmp_path / "stuck"
+    plugin = tmp_path / "stuck_plugin.py"
+    plugin.write_text(_STUCK_PLUGIN.format(marker=str(marker)))
+    config = write_config(tmp_path / "stuck.yaml", drift_config(tmp_path / "run", max_steps=4, checkpoint_every=1))
+    run = start_run(config, "--plugin", str(plugin))
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert run.poll() is None, run.communicate()[1]
+        assert time.monotonic() < deadline, "step 2 never started"
+        time.sleep(0.01)
+    run.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    try:  # far less than the 30 s the step is stuck for: it was the second signal that ended it
+        _, stderr = run.communicate(timeout=20)
+    finally:
+        run.kill()
+    last = tmp_path / "run" / "last.safetensors"
+    assert run.returncode == 128 + signal.SIGTERM, stderr
+    assert error_lines(stderr)[-1] == (f"framegru: interrupted: a second SIGTERM stopped the run at once; {last} "
+                                       "(step 1) is kept: continue with --resume"), stderr
+    assert checkpoint.load(last).step == 1
