@@ -2,7 +2,7 @@
 
 A batch far too large for the machine would otherwise be collated item by item until the machine
 runs out (and the kernel's OOM killer picks a process, maybe another one). Before the first step,
-:func:`check_step_fits` measures what one item costs in a probe forward at batch 1 and 2 (the
+:func:`check_step_fits` measures what one item costs in a probe forward at batch 2 and 3 (the
 activations autograd keeps for the backward pass, and the batch itself), adds the gradients and
 optimizer state, and refuses a ``train.batch_size`` whose step cannot fit in the memory that is free.
 
@@ -21,7 +21,8 @@ import torch
 from . import distributed
 from .errors import UsageError
 
-PROBE_BATCHES = (1, 2)  # two sizes: their difference is what one item costs, fixed costs cancel
+PROBE_BATCHES = (2, 3)  # two sizes: their difference is what one item costs, fixed costs cancel (a norm
+# layer may refuse a batch of one)
 # The peak resident memory of training steps grew 3x faster with the batch than this lower bound
 # (configs/moving_mnist.yaml on a CPU, batch 16 to 128): past a third of what is free, a step may not fit.
 BACKWARD_FACTOR = 3
@@ -124,11 +125,13 @@ def step_estimate(runner: Any) -> tuple[int, int]:
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     buffers = {name: b.clone() for name, b in model.named_buffers()}
     devices = [runner.device] if runner.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        (saved_1, batch_1), (saved_2, batch_2) = (_saved_bytes(runner, n, params) for n in PROBE_BATCHES)
-    with torch.no_grad():
-        for name, value in model.named_buffers():
-            value.copy_(buffers[name])
+    try:
+        with torch.random.fork_rng(devices=devices):
+            (saved_1, batch_1), (saved_2, batch_2) = (_saved_bytes(runner, n, params) for n in PROBE_BATCHES)
+    finally:
+        with torch.no_grad():
+            for name, value in model.named_buffers():
+                value.copy_(buffers[name])
     # The collated batch and the items it was stacked from are alive together; each data worker keeps
     # two batches ready (DataLoader's prefetch_factor).
     from .batches import _workers
@@ -159,7 +162,10 @@ def check_step_fits(runner: Any, batch_sizes: dict[str, int]) -> str | None:
     problem = note = None
     if room is not None and len(runner.train_set):
         free, where = room
-        per_item, fixed = step_estimate(runner)
+        try:
+            per_item, fixed = step_estimate(runner)
+        except Exception:  # noqa: BLE001 (the first real step fails the same way, with its own message)
+            per_item, fixed = 0, 0
         for key, size in batch_sizes.items():
             need = fixed + per_item * size
             if need > free:
@@ -167,7 +173,7 @@ def check_step_fits(runner: Any, batch_sizes: dict[str, int]) -> str | None:
                 advice = (f"use {key}={fits:,} or less" if fits >= 1 else
                           "even a batch of 1 does not fit: use a smaller model or frame size")
                 problem = (f"{key}={size:,} cannot fit in memory: a training step needs at least {human(need)} "
-                           f"({human(per_item)} an item for its activations and batch, from a probe step at batch 2, "
+                           f"({human(per_item)} an item for its activations and batch, from a probe step at batch 2 and 3, "
                            f"plus {human(fixed)} of gradients and optimizer state) and {human(free)} is {where}: "
                            f"{advice}")
                 break
