@@ -142,6 +142,9 @@ def framegru_register_readers(register):
     register("moving_mnist", MovingMNIST)
 
 
+MAX_WRITTEN_SEQUENCES = 10_000_000  # 10 million sequences of 20 frames of 64x64 bytes: 819 GB
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Write fixed Moving MNIST sequences: from MNIST test digits "
                                      "(val, test), or the first of a training pool (train) to see what a model memorized.")
@@ -153,6 +156,8 @@ def main() -> None:
                         help="train split only: the pool's seed (a run's data.reader.seed, default 0; another seed, "
                              "new sequences)")
     args = parser.parse_args()
+    if not 1 <= args.sequences <= MAX_WRITTEN_SEQUENCES:  # bounded as framegru's own flags are (framegru/flags.py)
+        parser.error(f"--sequences must be from 1 to {MAX_WRITTEN_SEQUENCES:,}, got {args.sequences}")
     if args.seed is not None and args.split != "train":  # val and test are fixed by EVAL_SEED: say so, not ignore it
         parser.error(f"--seed picks a training pool; the {args.split} split is fixed by seed {EVAL_SEED}")
     dataset = MovingMNIST(root=args.root, split=args.split, sequences=args.sequences, seed=args.seed or 0)
