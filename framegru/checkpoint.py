@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as serialize
 
 from . import shipped
 from .errors import DataError, unreadable
@@ -63,8 +63,8 @@ def atomic_output(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        # mkstemp makes it private (0600); the file it becomes need not be. After the write: safetensors
-        # writes a new file in its place, which took 0600 again when this came first.
+        # mkstemp makes it private (0600); the file it becomes need not be. After the write: a writer that
+        # puts a new file in its place would take 0600 again were this first.
         os.chmod(tmp, file_mode())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -76,9 +76,20 @@ def atomic_output(path: Path) -> Iterator[Path]:
 
 
 def write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Write a safetensors file through :func:`atomic_output`."""
+    """Write a safetensors file through :func:`atomic_output`.
+
+    Serialized in memory, then written by framegru into its own temporary file: safetensors' ``save_file``
+    makes a ``.tmpXXXXXX`` of its own, which a kill in mid-write left behind under a name no clean-up knew.
+    """
+    data = serialize({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
     with atomic_output(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        write_bytes(tmp, data)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` over ``path`` (a full disk raises OSError, ENOSPC)."""
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def unfinished_writes(folder: Path) -> list[Path]:

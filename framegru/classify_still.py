@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
-from . import shipped
+from . import json_output, shipped
 from .backends import OnnxModel, add_backend_argument, with_backend
 from .device import add_device_argument, pick_device
 from .errors import DataError, UsageError
+from .flags import bounded
 from .model import FrameModel
 
 DEFAULT_CHECKPOINT = shipped.checkpoint("cifar10_rows.safetensors")  # the shipped CIFAR-10 model
@@ -24,11 +25,12 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, anything OpenCV reads)")
     p.add_argument("--checkpoint", metavar="CKPT", help="safetensors checkpoint of a still-image classifier "
                                         "(default: the shipped CIFAR-10 model)")
-    p.add_argument("--topk", type=int, default=5, metavar="K", help="classes shown per image (default 5)")
+    p.add_argument("--topk", type=bounded(1, 100_000), default=5, metavar="K", help="classes shown per image (default 5)")
     add_device_argument(p)
     add_backend_argument(p)
     p.add_argument("--json", action="store_true",
-                   help='one JSON line per image: {"image", "label", "prob", "topk": [[label, prob], ...]}')
+                   help='one JSON line per image: {"image", "label", "prob", "topk": [[label, prob], ...]}; a name that is '
+                        'not UTF-8 has its odd bytes as \\xNN and "image_escaped": true')
     p.set_defaults(handler=cmd_classify_still)
 
 
@@ -107,8 +109,11 @@ def cmd_classify_still(args: argparse.Namespace) -> int:
             continue
         for name, ranked in zip(names, top_classes(model, images, args.topk)):
             if args.json:
-                print_json({"image": name, "label": ranked[0][0], "prob": ranked[0][1],
-                            "topk": [list(pair) for pair in ranked]})
+                record = {"image": name, "label": ranked[0][0], "prob": ranked[0][1],
+                          "topk": [list(pair) for pair in ranked]}
+                if json_output.needs_escaping(name):  # its non-UTF-8 bytes are written \xNN (json_output.py)
+                    record["image_escaped"] = True
+                print_json(record)
             else:
                 _print_table(name, ranked)
     return status

@@ -29,7 +29,8 @@ from .errors import UsageError, brief, did_you_mean, unreadable
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: an infinite lr passes every bound that refuses NaN, then fails at step 2.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Component(BaseModel):
@@ -468,9 +469,47 @@ def _explain(exc: ValidationError, source: str) -> UsageError:
     return UsageError(f"{source}: bad value for '{key}': {error['msg']} (got {brief(error.get('input'))})")
 
 
+# A config is a few KB; pure-Python YAML parses about 50 KB a second, so a 57 MB file took minutes.
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_CONFIG_DEPTH = 32  # the schema nests 4 levels; a component's options a few more
+
+
+class _ConfigTooDeep(Exception):
+    """Raised by :class:`_BoundedLoader` at the first node nested deeper than MAX_CONFIG_DEPTH."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, stopping at once where the nesting goes deeper than any config needs (before
+    Python's recursion limit, and before building anything of it)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        self._depth += 1
+        try:
+            if self._depth > MAX_CONFIG_DEPTH:
+                raise _ConfigTooDeep(self.peek_event().start_mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _read_config_text(path: Path) -> str:
+    """The text of ``path``, refused before reading when larger than :data:`MAX_CONFIG_BYTES`."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(MAX_CONFIG_BYTES + 1)  # a pipe or /dev/zero has no size: read one byte too many at most
+    if size > MAX_CONFIG_BYTES or len(data) > MAX_CONFIG_BYTES:
+        shown = (f"over {MAX_CONFIG_BYTES // 1024} KB" if size <= MAX_CONFIG_BYTES  # a pipe: no size
+                 else f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size // 1024} KB")
+        raise UsageError(f"config {path} is {shown}; a config may be at most {MAX_CONFIG_BYTES // 1024} KB "
+                         "(is it the right file?)")
+    return data.decode("utf-8")
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_config_text(path)
     except FileNotFoundError:
         from . import shipped
 
@@ -482,7 +521,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise UsageError(f"cannot read config {path}: {exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader)
+    except _ConfigTooDeep as exc:
+        raise UsageError(f"{path}: line {exc} nested too deeply: a config nests at most {MAX_CONFIG_DEPTH} "
+                         "levels") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -139,6 +139,12 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
+def _a_folder(spec: str) -> UsageError:
+    return UsageError(f"plugin '{spec}' is a folder; --plugin takes a .py file (--plugin "
+                      f"{Path(spec) / 'my_plugin.py'}) or an importable module name (a package folder: install it "
+                      "or put its parent folder on PYTHONPATH, then give the package's name)")
+
+
 def load_plugin(spec: str, base: Path | None = None) -> tuple[str, ModuleType]:
     """Import a plugin given as a ``.py`` path (relative to ``base``) or a module name."""
     looks_like_path = spec.endswith(".py") or "/" in spec or "\\" in spec
@@ -147,13 +153,20 @@ def load_plugin(spec: str, base: Path | None = None) -> tuple[str, ModuleType]:
             path = Path(spec).expanduser()
             if not path.is_absolute() and base is not None:
                 path = base / path
+            if path.is_dir():
+                raise _a_folder(spec)
             if not path.is_file():
                 raise UsageError(f"plugin file not found: {path}")
             return str(path), _import_file(path)
-        return spec, importlib.import_module(spec)
+        module = importlib.import_module(spec)
+        if getattr(module, "__file__", None) is None and (base or Path.cwd()).joinpath(spec).is_dir():
+            raise _a_folder(spec)  # a folder without __init__.py imports as an empty namespace package
+        return spec, module
     except UsageError:
         raise
     except ModuleNotFoundError as exc:
+        if (exc.name == spec or spec.startswith(f"{exc.name}.")) and (base or Path.cwd()).joinpath(spec).is_dir():
+            raise _a_folder(spec) from None
         if exc.name == spec or spec.startswith(f"{exc.name}."):
             raise UsageError(f"plugin '{spec}' not found: no such file or module") from exc
         raise UsageError(f"plugin '{spec}' failed to import: {type(exc).__name__}: {exc} "

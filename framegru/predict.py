@@ -27,6 +27,7 @@ from .classify_still import DEFAULT_CHECKPOINT as DEFAULT_CLASSIFIER
 from .backends import OnnxModel, add_backend_argument, name_of, with_backend
 from .device import add_device_argument, pick_device
 from .errors import DataError, UsageError
+from .flags import FRAMES, THREADS, bounded
 from .model import FrameModel, load_model
 from .plugin_manager import Components
 from .video import FITS, FrameStream, VideoWriter
@@ -92,6 +93,8 @@ class PredictStats:
         return {**result, "warning": self.warning} if self.warning else result
 
 
+MAX_OUTPUT_SIDE = 16384  # H.264's (and libx264's) largest frame side
+MAX_SCALE = 64
 CHECKED_FRAMES = 16  # the first frames, as the model sees them, compared with its training data
 # Where to go instead, by what the model does: predict, webcam --task predict, webcam --task classify.
 OWN_DATA = {
@@ -197,6 +200,11 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
     info = model.info
     device = model.device
     scale = scale or max(1, math.ceil(256 / info.height))
+    tall, wide = info.height * scale, 2 * info.width * scale  # input | prediction, side by side
+    if max(tall, wide) > MAX_OUTPUT_SIDE:
+        raise UsageError(f"--scale {scale} makes {wide}x{tall} (WxH) output frames; at most {MAX_OUTPUT_SIDE} px a side "
+                         f"can be encoded: use --scale {max(1, MAX_OUTPUT_SIDE // max(info.height, 2 * info.width))} "
+                         "or less")
     blank = np.zeros((info.height, info.width, info.channels), np.uint8)
     model_seconds = 0.0
     count = 0
@@ -291,10 +299,11 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--checkpoint", help="next-frame checkpoint (default: the shipped samples/checkpoints/moving_mnist.safetensors)")
     p.add_argument("--out", required=True, help="output video, e.g. prediction.mp4")
     p.add_argument("--fit", choices=FITS, default="crop", help="crop (keep the aspect ratio) or stretch to the model's size")
-    p.add_argument("--scale", type=int, help="enlarge the output this many times (default: at least 256 px tall)")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--scale", type=bounded(1, MAX_SCALE),
+                   help=f"enlarge the output this many times, 1 to {MAX_SCALE} (default: at least 256 px tall)")
+    p.add_argument("--max-frames", type=bounded(*FRAMES), help="stop after this many frames")
     add_device_argument(p)
-    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores but one)")
+    p.add_argument("--threads", type=bounded(*THREADS), help="CPU threads for the model (default: all cores but one)")
     add_backend_argument(p)
     p.add_argument("--strict", action="store_true",
                    help="a truncated or damaged video is an error (exit 1, no output) instead of a warning")

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from . import budget, checkpoint, contracts, data_record, distributed, optimization, run_dir, seeding
+from . import budget, checkpoint, contracts, data_record, distributed, memory, optimization, run_dir, seeding
 from .batches import batch_order, build_reader, eval_batches, loader, size_notes
 from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, dump_yaml, fit_components
 from .data import DataInfo
@@ -108,6 +108,12 @@ class Runner:
         if _weights_spec(ckpt.config.get("model")) != _weights_spec(self.config.to_dict()["model"]):
             raise UsageError(f"--resume: {path} was trained with a different model config; use another run.dir")
         load_weights(self.model, ckpt.weights, f"{path} does not fit this model")
+        saved_train = ckpt.config.get("train")
+        trained_with = saved_train.get("optimizer", "adamw") if isinstance(saved_train, dict) else "adamw"
+        if trained_with != self.config.train.optimizer:  # the states differ in kind: neither fits the other
+            raise UsageError(f"--resume: the optimizer changed from {trained_with} ({path}) to "
+                             f"{self.config.train.optimizer}; resume with train.optimizer={trained_with}, or start "
+                             f"over with train.optimizer={self.config.train.optimizer} --overwrite (or another run.dir)")
         optimization.restore_optimizer_state(self.optimizer, ckpt.train_state, self.device)
         self.best = ckpt.extra.get("best")
         if self.config.train.time_budget_minutes:  # what the budget chose when the run began
@@ -213,6 +219,14 @@ class Runner:
         start = self._resume() if resume else 0
         if not resume and self.config.train.init is not None:
             self._init_weights()
+        # Before any batch is collated (the loader's workers start on the first one) or timed by the budget.
+        batches = {"train.batch_size": self.config.train.batch_size}
+        larger = self.config.train.larger_batch
+        if not resume and self.config.train.time_budget_minutes and larger is not None:
+            batches["train.larger_batch.batch_size"] = larger.batch_size
+        tight = memory.check_step_fits(self, batches)
+        if tight and self.is_main:
+            self.events.note(tight)
         self._plan: budget.Plan | None = None
         self._refit_at: int | None = None
         if not resume and self.config.train.time_budget_minutes:
@@ -282,7 +296,7 @@ class Runner:
             raise failure or DataError(f"rank 0 could not write its outputs at step {step}; every rank stops")
 
     def _train(self, start: int) -> dict[str, Any]:
-        with StopRequest(announce=self.is_main).installed() as stop:
+        with StopRequest(announce=self.is_main, kept=self._kept).installed() as stop:
             try:
                 return self._loop(start, stop)
             except RuntimeError as exc:

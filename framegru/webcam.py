@@ -27,6 +27,7 @@ from .backends import OnnxModel, add_backend_argument, with_backend
 from .device import add_device_argument, pick_device
 from .camera import LiveCapture, fit_image
 from .errors import DataError, UsageError
+from .flags import FRAMES, THREADS, bounded
 from .model import FrameModel
 from .predict import (CHECKED_FRAMES, draw_label, model_threads, open_model, out_of_domain, to_image, to_tensor,
                       training_record)
@@ -285,10 +286,10 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="predict the next frame or classify (default: what the checkpoint does, else predict)")
     p.add_argument("--no-window", action="store_true", help="no window: record to --out only")
     p.add_argument("--out", help="record the annotated stream to this video file (.mp4)")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--max-frames", type=bounded(*FRAMES), help="stop after this many frames")
     p.add_argument("--snapshot", help="write the last annotated frame to this PNG")
     p.add_argument("--fit", choices=FITS, default="crop", help="crop (keep the aspect ratio) or stretch to the model's size")
     add_device_argument(p)
-    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores but one)")
+    p.add_argument("--threads", type=bounded(*THREADS), help="CPU threads for the model (default: all cores but one)")
     add_backend_argument(p)
     p.set_defaults(handler=cmd_webcam)

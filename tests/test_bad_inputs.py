@@ -31,6 +31,8 @@ from video_data import DIRECTIONS, ramp_video, tiny_checkpoint
 from framegru import checkpoint
 from framegru.video import VideoWriter
 
+REPO = Path(__file__).resolve().parents[1]
+NON_UTF8_NAME = os.fsdecode(b"caf\xe9.png")  # a Latin-1 file name: not UTF-8
 MARKER = "PAYLOAD_RAN"  # what a pickle's payload creates, should anything ever unpickle it
 
 
@@ -105,6 +107,8 @@ def make_corpus(root: Path) -> None:
     write_yaml(root / "unknown_component.yaml", {**good, "model": {**good["model"], "backbone": "resnt"}})
     (root / "bomb.yaml").write_text(ALIAS_BOMB + yaml.safe_dump(good) + "seed: *a8\n")
     (root / "deep.yaml").write_text("seed: " + "[" * 3000 + "]" * 3000 + "\n")
+    (root / "deep_block.yaml").write_text("task:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 40)))
+    (root / "huge.yaml").write_text(yaml.safe_dump(good) + "".join(f"# {i:07d} padding\n" for i in range(20_000)))
     still = {"data": {"reader": {"name": "image_folder", "path": "tree"}, "root": str(root)},
              "model": {"backbone": "identity", "head": "classify"}, "train": {"device": "cpu"},
              "run": {"dir": str(root / "runs" / "still")}}
@@ -115,6 +119,9 @@ def make_corpus(root: Path) -> None:
                                                          "num_workers": 1},
                                       "train": {"device": "cpu", "max_steps": 2, "batch_size": 4}})
     (root / "a_file").write_text("not a folder\n")
+    (root / "a_folder").mkdir()
+    (root / "notes.npy").write_text("my notes, not an array\n")
+    np.save(root / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     # -- plugins
     plugin_config(root, "import_fails", "import framegru_no_such_module_xyz\n")
     plugin_config(root, "duplicate", REGISTER.format(body='register("moving_mnist", lambda *, root, split: None)'))
@@ -163,6 +170,7 @@ def make_corpus(root: Path) -> None:
     png = cv2.imencode(".png", picture)[1].tobytes()
     jpeg = cv2.imencode(".jpg", picture)[1].tobytes()
     (root / "good.png").write_bytes(png)
+    (root / NON_UTF8_NAME).write_bytes(png)  # a name that only Python's surrogates can hold
     (root / "truncated.png").write_bytes(png[: len(png) // 2])
     (root / "truncated.jpg").write_bytes(jpeg[:120])
     (root / "random.png").write_bytes(rng.randbytes(3000))
@@ -232,6 +240,9 @@ CASES: dict[str, tuple[list[str], int, str]] = {
                                "3x100000x100000 (CxHxW) frames are larger than framegru takes"),
     # 7 PB of weights: more than any address space, so refused at once even where memory is overcommitted.
     "run/model-too-big-for-memory": (["run", "good.yaml", "model.engine.hidden=10000000"], 1, "out of memory ("),
+    # A batch of 3e9 sequences (30 TB): refused before the first step, where it was collated until the machine ran out.
+    "run/batch-that-cannot-fit": (["run", "good.yaml", "train.batch_size=3000000000"], 2,
+                                  "train.batch_size=3,000,000,000 cannot fit in memory: a training step needs at least "),
     "run/run-dir-is-a-file": (["run", "good.yaml", "run.dir=a_file"], 2, "run.dir a_file is a file, not a folder"),
     "run/data-folder-missing": (["run", "still.yaml", "data.reader.path=no_such_tree"], 1,
                                 "no_such_tree"),
@@ -252,7 +263,49 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "webcam/missing-file": (["webcam", "--source", "nope.mp4", "--no-window", "--out", "w.mp4"], 2,
                             "--source nope.mp4: no such file"),
     "bench/undecodable-video": (["bench", "decode", "--video", "random.mp4"], 1, "cannot decode video random.mp4"),
-    "bench/no-repeats": (["bench", "engine", "--repeats", "0"], 2, "--repeats and --threads must be at least 1"),
+    "bench/no-repeats": (["bench", "engine", "--repeats", "0"], 2, "argument --repeats: must be an integer from 1 to "
+                         "10,000, got 0"),
+    "bench/zero-hidden": (["bench", "engine", "--hidden", "8", "0"], 2, "argument --hidden: must be an integer from 1"),
+    "bench/huge-batch": (["bench", "engine", "--batch", "3000000"], 2, "argument --batch: must be an integer from 1 to "
+                         "65,536, got 3000000"),
+    "bench/threads-not-a-number": (["bench", "engine", "--threads", "many"], 2,
+                                   "argument --threads: must be an integer from 1 to 1,024, got 'many'"),
+    "predict/huge-scale": (["predict", "clip.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4",
+                            "--scale", "100000"], 2, "argument --scale: must be an integer from 1 to 64, got 100000"),
+    "predict/zero-scale": (["predict", "clip.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4",
+                            "--scale", "0"], 2, "argument --scale: must be an integer from 1 to 64, got 0"),
+    "predict/zero-threads": (["predict", "clip.mp4", "--checkpoint", "predict.safetensors", "--out", "o.mp4",
+                              "--threads", "0"], 2, "argument --threads: must be an integer from 1 to 1,024, got 0"),
+    "webcam/negative-max-frames": (["webcam", "--source", "clip.mp4", "--no-window", "--out", "w.mp4",
+                                    "--max-frames", "-5"], 2, "argument --max-frames: must be an integer from 1"),
+    "classify-still/zero-topk": (["classify-still", "good.png", "--checkpoint", "still.safetensors", "--topk", "0"], 2,
+                                 "argument --topk: must be an integer from 1 to 100,000, got 0"),
+    "run/infinite-lr": (["run", "good.yaml", "train.lr=.inf"], 2,
+                        "bad value for 'train.lr': Input should be a finite number (got inf)"),
+    "run/minus-infinite-lr": (["run", "good.yaml", "train.lr=-.inf"], 2,
+                              "bad value for 'train.lr': Input should be a finite number (got -inf)"),
+    "run/nan-lr": (["run", "good.yaml", "train.lr=.nan"], 2,
+                   "bad value for 'train.lr': Input should be a finite number (got nan)"),
+    "run/infinite-dropout": (["run", "good.yaml", "model.engine.dropout=-.inf"], 2,
+                             "bad value for 'model.engine.dropout': Input should be a finite number"),
+    "run/infinite-time-budget": (["run", "good.yaml", "train.time_budget_minutes=.inf"], 2,
+                                 "bad value for 'train.time_budget_minutes': Input should be a finite number"),
+    "run/config-too-large": (["run", "huge.yaml"], 2, "config huge.yaml is 351 KB; a config may be at most 256 KB"),
+    "run/config-too-deep-block-style": (["run", "deep_block.yaml"], 2,
+                                        "deep_block.yaml: line 32 nested too deeply: a config nests at most 32 levels"),
+    "run/plugin-is-a-folder": (["run", "good.yaml", "--plugin", "a_folder"], 2,
+                               "plugin 'a_folder' is a folder; --plugin takes a .py file (--plugin a_folder/my_plugin.py)"
+                               " or an importable module name"),
+    "run/plugin-path-is-a-folder": (["run", "good.yaml", "--plugin", "a_folder/"], 2,
+                                    "plugin 'a_folder/' is a folder; --plugin takes a .py file"),
+    "eval/data-not-an-array": (["eval", str(REPO / "configs" / "moving_mnist.yaml"), "--checkpoint",
+                                str(REPO / "samples" / "checkpoints" / "moving_mnist.safetensors"), "--data", "notes.npy"],
+                               1, "notes.npy is not a .npy array (no .npy header); expected a .npy array of uint8 "
+                                  "[T, N, H, W] (mnist_test_seq.npy's layout: uint8 [20, N, 64, 64])"),
+    "eval/data-holds-objects": (["eval", str(REPO / "configs" / "moving_mnist.yaml"), "--checkpoint",
+                                 str(REPO / "samples" / "checkpoints" / "moving_mnist.safetensors"), "--data",
+                                 "objects.npy"], 1, "objects.npy holds Python objects (pickled), which framegru never "
+                                                    "loads; expected a .npy array of uint8 [T, N, H, W]"),
     "eval/missing-checkpoint": (["eval", "good.yaml", "--checkpoint", "nope.safetensors"], 1, "checkpoint not found"),
     "eval/checkpoint-is-a-folder": (["eval", "good.yaml", "--checkpoint", "tree"], 1, "checkpoint is a directory"),
 }
@@ -283,6 +336,9 @@ if not torch.cuda.is_available():  # where there is CUDA these would run
 # Cases that must succeed without running anything the input names.
 WORKS = {"classify-still/checkpoint-naming-plugins": ["classify-still", "good.png", "--json", "--checkpoint",
                                                       "names_plugins.safetensors"],
+         "classify-still/utf8-name-as-json": ["classify-still", "good.png", "--json", "--checkpoint", "still.safetensors"],
+         "classify-still/non-utf8-name-as-json": ["classify-still", NON_UTF8_NAME, "--json", "--checkpoint",
+                                                  "still.safetensors"],
          "webcam/checkpoint-with-odd-clip-length": ["webcam", "--source", "clip.mp4", "--no-window", "--out", "odd.mp4",
                                                     "--checkpoint", "odd_frames.safetensors", "--max-frames", "3"]}
 
@@ -329,6 +385,7 @@ def assert_one_line_error(outcome, code: int, needle: str, after_progress: bool 
         lines = lines[-1:]
     assert len(lines) == 1 and lines[0].startswith("framegru: error: "), outcome.stderr
     assert needle in lines[0], lines[0]
+    assert "allow_pickle" not in lines[0], "never suggest unpickling"
 
 
 @pytest.mark.integration
@@ -364,6 +421,20 @@ def test_plugins_named_in_a_checkpoint_are_not_imported(outcomes):
 
 
 @pytest.mark.integration
+def test_json_output_is_utf8_for_a_name_that_is_not(outcomes):
+    # Python holds the name's byte 0xE9 as a lone surrogate, which most JSON readers refuse; it is written
+    # as the text \xe9 (json_output.py) and the record says so.
+    outcome = outcomes["classify-still/non-utf8-name-as-json"]
+    assert outcome.returncode == 0, outcome.stderr
+    record = json.loads(outcome.stdout)
+    assert record["image"] == "caf\\xe9.png" and record["image_escaped"] is True
+    assert outcome.stdout.encode("utf-8").decode("utf-8") == outcome.stdout
+    assert all(value.encode("utf-8") for value in (record["image"], record["label"]))
+    good = json.loads(outcomes["classify-still/utf8-name-as-json"].stdout)
+    assert "image_escaped" not in good and good["image"] == "good.png"
+
+
+@pytest.mark.integration
 def test_no_payload_ever_ran(corpus, outcomes):
     assert len(outcomes) == len(CASES) + len(WORKS)
     assert not (corpus / MARKER).exists(), "a pickle was unpickled"
@@ -388,3 +459,19 @@ def test_unreadable_files(corpus, tmp_path, capfd, monkeypatch, args):
     code = main([a.format(f=locked) for a in args])
     lines = capfd.readouterr().err.strip().splitlines()
     assert code in (1, 2) and len(lines) == 1 and lines[0].startswith("framegru: error: ") and "ermission" in lines[0]
+
+
+def test_resuming_with_another_optimizer_says_which_and_what_to_do(tmp_path, capfd, monkeypatch):
+    from framegru.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config = write_yaml(tmp_path / "muon.yaml", drift_config(tmp_path / "run", optimizer="muon"))
+    assert main(["run", str(config)]) == 0
+    capfd.readouterr()
+    assert main(["run", str(config), "train.optimizer=adamw", "train.max_steps=4", "--resume"]) == 2
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert lines[-1] == (f"framegru: error: --resume: the optimizer changed from muon ({tmp_path / 'run' / 'last.safetensors'})"
+                         " to adamw; resume with train.optimizer=muon, or start over with train.optimizer=adamw "
+                         "--overwrite (or another run.dir)")
+    assert not any(line.startswith("framegru: ") for line in lines[:-1])
+    assert main(["run", str(config), "train.max_steps=4", "--resume"]) == 0  # the old optimizer resumes

@@ -55,4 +55,4 @@ def test_cli_bench_stream_errors_are_one_line(predictor, tmp_path, capsys):
     assert main(["bench", "stream", "--checkpoint", str(still)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("framegru: error:") for line in err)
-    assert "--frames must be at least 1" in err[0] and "--what step needs a video model" in err[1]
+    assert "argument --frames: must be an integer from 1 to" in err[0] and "--what step needs a video model" in err[1]

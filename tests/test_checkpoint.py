@@ -38,7 +38,7 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "save_file", disk_full)
+    monkeypatch.setattr(checkpoint, "write_bytes", disk_full)
     with pytest.raises(OSError):
         save_small(path)
     assert path.read_bytes() == before

@@ -81,7 +81,7 @@ def test_rich_table(capsys, still_checkpoint, images):
 
 def test_bad_arguments_and_checkpoints(capsys, tmp_path, images, monkeypatch):
     assert main(["classify-still", str(images["rgb"]), "--topk", "0"]) == 2
-    assert "--topk must be at least 1" in capsys.readouterr().err
+    assert "argument --topk: must be an integer from 1 to 100,000, got 0" in capsys.readouterr().err
     assert main(["classify-still", str(images["rgb"]), "--checkpoint", str(tmp_path / "none.safetensors")]) == 1
     assert capsys.readouterr().err.strip() == f"framegru: error: checkpoint not found: {tmp_path / 'none.safetensors'}"
     monkeypatch.setattr(classify_still, "DEFAULT_CHECKPOINT", tmp_path / "shipped.safetensors")

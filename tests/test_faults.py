@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 import private_mount
@@ -137,16 +137,17 @@ def test_resume_logs_each_evaluation_once(tmp_path):
 def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     config = validate(drift_config(tmp_path / "run", max_steps=6, checkpoint_every=2), "drift")
     components = load_components(config.plugins)
-    real_save = checkpoint.save_file
+    real_write = checkpoint.write_bytes
     saves = []
 
-    def fill_up(tensors, path, metadata=None):
+    def fill_up(path, data):
         saves.append(path)
-        if len(saves) > 1:  # what safetensors raises when the disk fills (its own error, not OSError)
-            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
-        real_save(tensors, path, metadata=metadata)
+        if len(saves) > 1:  # half the file fits, then the disk is full
+            real_write(path, data[: len(data) // 2])
+            raise OSError(28, "No space left on device", str(path))
+        real_write(path, data)
 
-    monkeypatch.setattr(checkpoint, "save_file", fill_up)
+    monkeypatch.setattr(checkpoint, "write_bytes", fill_up)
     with pytest.raises(DataError, match=r"cannot write checkpoint .*last.safetensors at step 4: .*No space left "
                                         r"on device.*; the previous one is kept"):
         run_config(config, components)
@@ -249,3 +250,90 @@ def test_a_killed_runs_data_loader_worker_does_not_hold_run_dir(tmp_path):
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     resumed, = run_many([["run", str(path), "--resume"]], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
+
+
+def _killed_during_save(path: Path, tensors: dict, delay: float) -> int:
+    """Fork; the child saves ``tensors`` to ``path`` and SIGKILLs itself ``delay`` seconds in. Its status."""
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest clean-up may run here, whatever happens
+        try:
+            threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
+            checkpoint.save(path, tensors, config={"delay": delay}, info={}, step=1)
+            time.sleep(60)  # the save finished first: still die by the timer, as a run would later
+        finally:
+            os._exit(3)
+    return os.waitpid(pid, 0)[1]
+
+
+@pytest.mark.integration
+def test_a_kill_at_any_moment_of_a_save_leaves_only_files_framegru_cleans(tmp_path):
+    """``kill -9`` at many offsets into writing ``last``: the folder holds the old ``last`` or the new one,
+    whole, and otherwise only temporary files that resuming removes (safetensors' own ``.tmpXXXXXX`` was
+    left for good)."""
+    from framegru import run_dir
+
+    path = tmp_path / "last.safetensors"
+    tensors = {"w": torch.arange(4_000_000, dtype=torch.float32)}  # 16 MB: a save takes milliseconds
+    checkpoint.save(path, {"w": torch.zeros(1)}, config={"delay": -1}, info={}, step=0)
+    tic = time.perf_counter()
+    checkpoint.save(tmp_path / "timed.safetensors", tensors, config={}, info={}, step=0)
+    took = time.perf_counter() - tic
+    (tmp_path / "timed.safetensors").unlink()
+    delays = [took * i / 16 for i in range(20)]  # from before the first byte to after the rename
+    for i, delay in enumerate(delays):
+        status = _killed_during_save(path, tensors, delay)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+        left = {p.name for p in tmp_path.iterdir()} - {path.name}
+        unfinished = {p.name for p in checkpoint.unfinished_writes(tmp_path)}
+        assert left == unfinished, f"killed {delay * 1e3:.1f} ms into a save, it left {left - unfinished}"
+        kept = checkpoint.load(path)
+        assert kept.config["delay"] in (-1, *delays[: i + 1]) and kept.weights["w"].numel() in (1, 4_000_000)
+        run_dir.remove_stale_temps(tmp_path)
+        assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+_STUCK_PLUGIN = '''
+"""Test plugin: step 2 waits 30 s inside native code (system(3)), where Python runs no signal handler."""
+import os
+from pathlib import Path
+
+from framegru import tasks
+
+_training_loss = tasks.Task.training_loss
+
+
+def training_loss(*args, **kwargs):
+    if kwargs["step"] == 1:  # the loop's second step (step 0 is also the memory probe's)
+        Path({marker!r}).touch()
+        os.system("exec sleep 30 </dev/null >/dev/null 2>&1")  # not holding the run's stdout and stderr open
+    return _training_loss(*args, **kwargs)
+
+
+tasks.Task.training_loss = training_loss
+'''
+
+
+@pytest.mark.integration
+def test_a_second_signal_stops_at_once_even_inside_native_code(tmp_path):
+    marker = tmp_path / "stuck"
+    plugin = tmp_path / "stuck_plugin.py"
+    plugin.write_text(_STUCK_PLUGIN.format(marker=str(marker)))
+    config = write_config(tmp_path / "stuck.yaml", drift_config(tmp_path / "run", max_steps=4, checkpoint_every=1))
+    run = start_run(config, "--plugin", str(plugin))
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert run.poll() is None, run.communicate()[1]
+        assert time.monotonic() < deadline, "step 2 never started"
+        time.sleep(0.01)
+    run.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    try:  # far less than the 30 s the step is stuck for: it was the second signal that ended it
+        _, stderr = run.communicate(timeout=20)
+    finally:
+        run.kill()
+    last = tmp_path / "run" / "last.safetensors"
+    assert run.returncode == 128 + signal.SIGTERM, stderr
+    assert error_lines(stderr)[-1] == (f"framegru: interrupted: a second SIGTERM stopped the run at once; {last} "
+                                       "(step 1) is kept: continue with --resume"), stderr
+    assert checkpoint.load(last).step == 1

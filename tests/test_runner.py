@@ -418,3 +418,15 @@ def test_the_resolved_config_says_which_device_section_it_applied(config_path, t
     assert "# then the command line's overrides: train.eval_every=2" in written
     again = load_config(tmp_path / "run" / "config.yaml")  # what --resume from run.dir reads
     assert again.to_dict() == config.to_dict() and again.device_section is None
+
+
+@pytest.mark.parametrize("overrides, cadence", [
+    (["train.checkpoint_every=3"], "checkpoint 'last' every 3 steps and every 5 min and at the end"),
+    (["train.checkpoint_minutes=0"], "checkpoint 'last' at evaluations (every 4 steps) and at the end"),
+])
+def test_the_start_line_states_the_checkpoint_cadence_the_loop_keeps(config_path, tmp_path, capfd, overrides, cadence):
+    from framegru.cli import main
+
+    assert main(["run", str(config_path), "train.max_steps=6", "train.eval_every=4", *overrides]) == 0
+    err = capfd.readouterr().err
+    assert cadence in err, err

@@ -11,6 +11,7 @@ import torch
 from .. import timing
 from ..device import add_device_argument, pick_device
 from ..errors import UsageError
+from ..flags import FRAMES, THREADS, bounded
 from .decode import DEFAULT_VIDEO, bench_decode, default_video
 from .engine import DTYPES, EngineSizes, bench_engine
 from .stream import bench_stream, load_stream_model
@@ -119,30 +120,30 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("which", choices=["engine", "decode", "train", "stream"], help="what to measure")
     add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--repeats", type=int, default=5, help="timed repetitions (medians are reported)")
-    p.add_argument("--threads", type=int,
+    p.add_argument("--repeats", type=bounded(1, 10_000), default=5, help="timed repetitions (medians are reported)")
+    p.add_argument("--threads", type=bounded(*THREADS),
                    help="torch CPU threads (default: torch's choice; stream: all cores but one, as predict uses)")
     g = p.add_argument_group("engine")
-    g.add_argument("--batch", type=int, default=8)
-    g.add_argument("--time", type=int, default=10, help="time steps")
-    g.add_argument("--channels", type=int, default=64, help="input channels")
-    g.add_argument("--size", type=int, default=32, help="frame height and width")
-    g.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="hidden channels per layer")
-    g.add_argument("--kernel", type=int, default=3)
+    g.add_argument("--batch", type=bounded(1, 65_536), default=8)
+    g.add_argument("--time", type=bounded(1, 100_000), default=10, help="time steps")
+    g.add_argument("--channels", type=bounded(1, 4096), default=64, help="input channels")
+    g.add_argument("--size", type=bounded(1, 8192), default=32, help="frame height and width")
+    g.add_argument("--hidden", type=bounded(1, 4096), nargs="+", default=[64, 64], help="hidden channels per layer")
+    g.add_argument("--kernel", type=bounded(1, 31), default=3)
     g.add_argument("--dtype", choices=list(DTYPES), default="fp32", help="bf16/fp16 run under autocast")
-    g.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    g.add_argument("--warmup", type=bounded(0, 10_000), default=1, help="untimed rounds first")
     g.add_argument("--variants", action="store_true", help="also time every plan the engine could run")
     g.add_argument("--compile", action="store_true",
                    help="engine with --variants, and stream: include the torch.compile'd step (slow to compile)")
     g = p.add_argument_group("stream")
     g.add_argument("--checkpoint", help="streaming checkpoint (default: the shipped Moving MNIST model)")
-    g.add_argument("--frames", type=int, default=100, help="frames stepped per timed run, batch 1")
+    g.add_argument("--frames", type=bounded(*FRAMES), default=100, help="frames stepped per timed run, batch 1")
     g = p.add_argument_group("decode")
     g.add_argument("--video", help=f"video file (default: {DEFAULT_VIDEO.name} from the shared data)")
-    g.add_argument("--decode-threads", type=int, default=0, help="decoder threads (0: one per core)")
+    g.add_argument("--decode-threads", type=bounded(0, THREADS[1]), default=0, help="decoder threads (0: one per core)")
     g = p.add_argument_group("train")
     g.add_argument("--config", default="configs/moving_mnist.yaml")
-    g.add_argument("--steps", type=int, default=3, help="training steps per timed run")
+    g.add_argument("--steps", type=bounded(1, 1_000_000), default=3, help="training steps per timed run")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"config override, repeatable (applied after {' '.join(TRAIN_OVERRIDES)})")
     p.set_defaults(handler=cmd_bench)

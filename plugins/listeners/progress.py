@@ -56,7 +56,10 @@ def plan(runner: Any, start_step: int) -> list[str]:
     cfg, train = runner.config, runner.config.train
     section = f"; per_device.{cfg.device_section} applied" if cfg.device_section else ""
     params = sum(p.numel() for p in runner.model.parameters())
-    minutes = f"every {train.checkpoint_minutes:g} min and " if train.checkpoint_minutes else ""
+    minutes = f" and every {train.checkpoint_minutes:g} min" if train.checkpoint_minutes else ""
+    # The loop's own rule (runner._loop): checkpoint_every steps, else at each evaluation.
+    steps = (f"every {train.checkpoint_every:,} steps" if train.checkpoint_every
+             else f"at evaluations (every {train.eval_every:,} steps)")
     return [
         f"[bold]framegru run[/bold] {cfg.data.reader.name} → {cfg.model.backbone.name} → ConvGRU "
         f"{cfg.model.engine.hidden} → {cfg.model.head.name}; {params:,} parameters; run dir {runner.dir}",
@@ -64,7 +67,7 @@ def plan(runner: Any, start_step: int) -> list[str]:
         f"device {device_summary(runner)}{section}",
         f"{train.max_steps - start_step:,} steps x {train.batch_size * world_size()} "
         f"(steps {start_step:,} → {train.max_steps:,}); evaluating {eval_batch_count(runner)} batches every "
-        f"{train.eval_every:,} steps; checkpoint 'last' {minutes}at evaluations",
+        f"{train.eval_every:,} steps; checkpoint 'last' {steps}{minutes} and at the end",
     ]
 
 

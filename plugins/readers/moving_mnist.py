@@ -101,14 +101,26 @@ class MovingMNIST(Dataset):
 
 def read_sequences(path: Path, frames: int) -> np.ndarray:
     """Memory-map a ``uint8 [T, N, H, W]`` array; never unpickles."""
+    expected = "a .npy array of uint8 [T, N, H, W] (mnist_test_seq.npy's layout: uint8 [20, N, 64, 64])"
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder; expected {expected}") from None
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npy array of uint8 [T, N, H, W]: {exc}") from None
+        # numpy's own message would suggest allow_pickle, which runs the file's code: never pass it on.
+        if magic != b"\x93NUMPY":
+            what = "is not a .npy array (no .npy header)"
+        elif "pickle" in str(exc) or "Python objects" in str(exc):  # np.load and np.load(mmap_mode=...)
+            what = "holds Python objects (pickled), which framegru never loads"
+        else:
+            what = "is a damaged or truncated .npy file"
+        raise DataError(f"{path} {what}; expected {expected}") from None
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[2] != array.shape[3]:
-        raise DataError(f"{path} holds {array.dtype} {array.shape}; expected uint8 [T, N, H, H] like mnist_test_seq.npy")
+        raise DataError(f"{path} holds {array.dtype} {array.shape}; expected uint8 [T, N, H, H] like mnist_test_seq.npy (uint8 [20, N, 64, 64])")
     if array.shape[0] < frames:
         raise DataError(f"{path} has {array.shape[0]} frames per sequence; the config needs {frames}")
     return array
@@ -128,6 +140,9 @@ def framegru_register_readers(register):
     register("moving_mnist", MovingMNIST)
 
 
+MAX_WRITTEN_SEQUENCES = 10_000_000  # 10 million sequences of 20 frames of 64x64 bytes: 819 GB
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Write fixed Moving MNIST sequences: from MNIST test digits "
                                      "(val, test), or the first of a training pool (train) to see what a model memorized.")
@@ -139,6 +154,8 @@ def main() -> None:
                         help="train split only: the pool's seed (a run's data.reader.seed, default 0; another seed, "
                              "new sequences)")
     args = parser.parse_args()
+    if not 1 <= args.sequences <= MAX_WRITTEN_SEQUENCES:  # bounded as framegru's own flags are (framegru/flags.py)
+        parser.error(f"--sequences must be from 1 to {MAX_WRITTEN_SEQUENCES:,}, got {args.sequences}")
     if args.seed is not None and args.split != "train":  # val and test are fixed by EVAL_SEED: say so, not ignore it
         parser.error(f"--seed picks a training pool; the {args.split} split is fixed by seed {EVAL_SEED}")
     dataset = MovingMNIST(root=args.root, split=args.split, sequences=args.sequences, seed=args.seed or 0)
