@@ -41,6 +41,18 @@ def resolved(config: Config, components: Components) -> dict[str, Any]:
     return out
 
 
+def origins(config: Config, data: dict[str, Any]) -> str:
+    """Each key of the resolved ``data`` with the layer that set it, as ``git config --show-origin`` shows:
+    ``file configs/x.yaml``, ``per_device.cpu (...)``, ``command line (...)``, ``explicit values win`` or
+    ``default``, then the key and its value, tab-separated, one line each."""
+    from .config import json_brief, leaves
+
+    lines = []
+    for key, value in leaves(data):
+        lines.append(f"{config.layers.origin(key)}\t{'.'.join(key)}: {json_brief(value)}\n")
+    return "".join(lines)
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from .cli import components_for
     from .config import load_config
@@ -49,6 +61,9 @@ def cmd_config(args: argparse.Namespace) -> int:
     components = components_for(args, config.plugins)
     fit_components(config, components)
     data = resolved(config, components)
+    if getattr(args, "origin", False):
+        print(origins(config, data), end="", flush=True)
+        return 0
     if args.json:
         print(json.dumps(data), flush=True)
         return 0
@@ -63,4 +78,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("config", help="YAML config")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (YAML-typed values)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--origin", action="store_true",
+                   help="say which layer set each key (file, per_device section, command line, default), "
+                        "as git config --show-origin")
     p.set_defaults(handler=cmd_config)

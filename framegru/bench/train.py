@@ -41,8 +41,8 @@ def bench_train(config_path: Path, overrides: list[str], device: torch.device, s
     fns, models = {}, {}
     for name, checkpointed in (("engine", False), ("engine checkpoint_time", True)):
         torch.manual_seed(config.seed)
-        spec = config.model_copy(deep=True)
-        spec.model.engine.checkpoint_time = checkpointed
+        engine = config.model.engine.model_copy(update={"checkpoint_time": checkpointed})
+        spec = config.model_copy(update={"model": config.model.model_copy(update={"engine": engine})})
         model = build_model(spec, components, dataset.info).to(device).train()
         optimizer = make_optimizer(model, config)
 
