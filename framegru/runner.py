@@ -219,8 +219,6 @@ class Runner:
         with run_dir.locked(self.dir) if self.is_main else contextlib.nullcontext():
             try:
                 self.events.open()  # before building: the notes of building go to the listeners too
-                if self.is_main:  # the first second should say what the next ones do
-                    self.events.note(f"framegru run: reading {self.config.data.reader.name} data and building the model")
                 self._build()
                 start = self._start(resume, overwrite)
                 error: BaseException | None = None

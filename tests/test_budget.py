@@ -229,8 +229,9 @@ def test_a_budget_that_affords_enough_larger_steps_trains_in_them_and_resumes_so
     monkeypatch.setattr(budget, "measure", per_sequence)
     path = budgeted(config_path, tmp_path, time_budget_minutes=0.05, eval_batches=4, larger_batch=LARGER)
     notes = run_noting(load_config(path))
-    assert "train.larger_batch: " in notes[2] and "so batches of 8 at lr 0.02" in notes[2]
-    assert "steps x 8, evaluating every" in notes[3]
+    assert notes[0].startswith("timing this machine")  # said before the probe's seconds
+    assert "train.larger_batch: " in notes[1] and "so batches of 8 at lr 0.02" in notes[1]
+    assert "steps x 8, evaluating every" in notes[2]
     plan = stored_plan(tmp_path / "run")
     assert (plan.batch_size, plan.lr, plan.eval_batches) == (8, 0.02, 2)
     # --resume takes the batch back from the checkpoint, not from the config's batch_size of 4.
@@ -245,10 +246,10 @@ def test_a_budget_that_affords_too_few_larger_steps_keeps_the_batch(config_path,
     monkeypatch.setattr(budget, "measure", per_sequence)
     path = budgeted(config_path, tmp_path, time_budget_minutes=0.05, larger_batch={**LARGER, "min_steps": 1000})
     notes = run_noting(load_config(path))
-    assert re.search(r"only [\d,]+ steps x 8 fit the budget \(fewer than 1,000\), so batches of 4 at lr 0.01", notes[2])
+    assert re.search(r"only [\d,]+ steps x 8 fit the budget \(fewer than 1,000\), so batches of 4 at lr 0.01", notes[1])
     plan = stored_plan(tmp_path / "run")
     assert (plan.batch_size, plan.lr) == (4, 0.01)
-    assert "steps x 4, evaluating every" in notes[3]  # sized for steps of 4
+    assert "steps x 4, evaluating every" in notes[2]  # sized for steps of 4
 
 
 def test_a_batch_or_rate_on_the_command_line_wins_over_the_larger_batch(config_path, tmp_path):
