@@ -3,7 +3,9 @@
 Resume is exact: batches come from a deterministic, seeded order indexed by the step number, every
 random draw of a step from streams derived from the step number (:mod:`framegru.seeding`), and the
 optimizer state travels in the ``last`` checkpoint, so a run that is killed and resumed reaches the
-same weights as one that never stopped.
+same weights as one that never stopped. What the run decides as it goes (a time budget's steps and
+cadence, :mod:`framegru.plan`) is its :class:`~framegru.plan.Plan`, stored in every checkpoint too; the
+config stays as loaded. Listeners see the run through a read-only :class:`~framegru.context.RunContext`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .context import RunContext
 from .data import DataInfo
 from .device import autocast_for, cpu_has_native_bf16, pick_device
 from .errors import DataError, FramegruError, Interrupted, UsageError
-from .eta import WARMUP_STEPS, Pace, about
+from .eta import Pace, Window, about
 from .events import RunEvents
 from .model import FrameModel, build_model, components_record, load_weights
 from .plan import Plan, learning_rate
@@ -343,7 +345,7 @@ class Runner:
         replan_after_s = (plan.budget_seconds or 0) / budget.REPLANS
         self.pace = Pace(start_step=start, max_steps=plan.max_steps, eval_every=plan.eval_every,
                          eval_batches=self._eval_batch_count())
-        window = _Window()  # the pace since the plan in force was made: what a re-plan goes by
+        window = Window()  # the pace since the plan in force was made: what a re-plan goes by
         self._loop_tic = tic
 
         def consensus(loss: torch.Tensor) -> None:
@@ -409,7 +411,7 @@ class Runner:
             self.events.note(f"already at step {start} of {self.plan.max_steps}: nothing to train")
         return last_metrics
 
-    def _replan(self, step: int, spent: float, window: _Window, reason: str) -> None:
+    def _replan(self, step: int, spent: float, window: Window, reason: str) -> None:
         """``train.time_budget_minutes``: plan the rest of the run from the pace kept since the last plan
         and the budget left. Rank 0's clock decides for every rank. Before the checkpoint of ``step``, so
         that ``last`` holds the plan the run goes on with."""
@@ -431,36 +433,6 @@ class Runner:
             self.events.note(f"re-planned at step {step:,} ({reason}): {pace:.3g} s a step since the last plan, "
                              f"so {plan.max_steps:,} steps x {plan.batch_size} in all, evaluating every "
                              f"{plan.eval_every:,}")
-
-
-class _Window:
-    """Seconds a step since the plan in force was made, leaving out the warm-up steps and the pauses
-    (evaluations, saves)."""
-
-    def __init__(self) -> None:
-        self._mark: tuple[int, float] | None = None
-        self._last: tuple[int, float] | None = None
-        self._paused = 0.0
-        self._fresh = True
-
-    def step(self, step: int, now: float, start: int) -> None:
-        if self._mark is None and (not self._fresh or step - start >= WARMUP_STEPS):
-            self._mark = (step, now)
-        self._last = (step, now)
-
-    def paused(self, seconds: float) -> None:
-        if self._mark is not None:
-            self._paused += seconds
-
-    def restart(self) -> None:
-        """A new plan: measure from the next step on (no warm-up to skip)."""
-        self._mark = self._last
-        self._paused, self._fresh = 0.0, False
-
-    def seconds_per_step(self) -> float | None:
-        if self._mark is None or self._last is None or self._last[0] - self._mark[0] < 1:
-            return None
-        return max(self._last[1] - self._mark[1] - self._paused, 0.0) / (self._last[0] - self._mark[0])
 
 
 def run_config(config: Config, components: Components, *, resume: bool = False, overwrite: bool = False,
