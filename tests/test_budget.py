@@ -1,10 +1,12 @@
-"""train.time_budget_minutes: the run times itself, fixes its step count, and resumes with that count."""
+"""train.time_budget_minutes: the run times itself, plans its steps, follows the machine and resumes with its plan.
+
+Every duration comes from an injected clock: no test sleeps or asserts a wall-clock time.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 import yaml
@@ -56,6 +58,14 @@ class StepClock:
         self.now += self.cost(step)
 
 
+class Ticking(StepClock):
+    """A :class:`StepClock` whose every reading is also a millisecond later (the probe's steps take time)."""
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
 def stored_plan(run_dir):
     from framegru import checkpoint
     from framegru.plan import Plan
@@ -79,7 +89,8 @@ def test_a_budgeted_run_fixes_its_steps_and_resumes_with_them(config_path, tmp_p
     path = budgeted(config_path, tmp_path, time_budget_minutes=0.05, max_steps=12, eval_every=4)  # 3 s, 3 evals
     config = load_config(path)
     plans: list = []
-    run_noting(config, plans)
+    clock = Ticking(lambda step: 0.01)
+    run_noting(config, plans, clock=clock, listeners=[clock])
     written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     plan = stored_plan(tmp_path / "run")
@@ -98,11 +109,6 @@ def test_a_budgeted_run_fixes_its_steps_and_resumes_with_them(config_path, tmp_p
 def test_the_probe_times_an_evaluation_after_a_warm_up_one(config_path, tmp_path, monkeypatch):
     # The first evaluation call pays one-off costs; counted once per evaluation it once made a 5-second
     # evaluation look like 24 and shortened the run it sized. The clock is injected: no sleeping.
-    class Ticking(StepClock):  # every reading a millisecond later
-        def __call__(self):
-            self.now += 0.001
-            return self.now
-
     clock = Ticking(lambda step: 0.0)
     calls, real = [], budget.evaluate
 
@@ -192,27 +198,30 @@ def test_a_resumed_budgeted_run_trains_as_the_uninterrupted_one(config_path, tmp
     assert all(torch.equal(a.weights[k], b.weights[k]) for k in a.weights)
 
 
-@pytest.mark.parametrize(("minutes", "timed"), [(0.05, (budget.TIMED_STEPS, budget.TIMED_STEPS)), (10, (6, 26))])
+@pytest.mark.parametrize(("minutes", "timed"), [(0.05, budget.TIMED_STEPS), (10, 25)])
 def test_the_probe_times_steps_for_a_hundredth_of_the_budget(config_path, tmp_path, monkeypatch, minutes, timed):
     # A 3-second budget times the fewest steps; a 10-minute one keeps timing them for 6 s, here capped at
-    # 0.5 s: more than the fewest of these steps of at least 0.02 s, and at most 0.5 s / 0.02 s + 1.
+    # 0.5 s: 25 steps of 0.02 s by the injected clock, which each batch read moves on.
+    from framegru.plan import Plan
     from framegru.runner import Runner
 
     monkeypatch.setattr(budget, "PROBE_SECONDS", 0.5)
-    sleeps = iter([0.3] + [0.02] * 100)  # the warm-up step is slow and not counted
+    clock = StepClock(lambda step: 0.0)
+    costs = iter([0.3] + [0.02] * 100)  # the warm-up step is slow and not counted
     real_batch = budget._batch
-    monkeypatch.setattr(budget, "_batch", lambda *args: (time.sleep(next(sleeps)), real_batch(*args))[1])
-    # On the CPU, where this tiny model's own steps are a few ms: on an H200 its first CUDA steps took about
-    # 0.1 s each (kernel selection), which left room for 4 timed steps, not the 6 counted on below.
-    config = load_config(budgeted(config_path, tmp_path, time_budget_minutes=minutes, device="cpu"))
-    runner = Runner(config, components_for(config))
-    runner._build()
-    from framegru.plan import Plan
 
-    step_s, _ = budget.measure(runner, Plan.from_config(runner.config))
-    steps = 101 - sum(1 for _ in sleeps) - 1 - 2  # _batch calls: the warm-up step, the timed ones, two evaluations
-    assert timed[0] <= steps <= timed[1]
-    assert 0.02 <= step_s < 0.3  # the timed steps' pace, without the warm-up
+    def timed_batch(*args):
+        clock.now += next(costs)
+        return real_batch(*args)
+
+    monkeypatch.setattr(budget, "_batch", timed_batch)
+    config = load_config(budgeted(config_path, tmp_path, time_budget_minutes=minutes, device="cpu"))
+    runner = Runner(config, components_for(config), clock=clock)
+    runner._build()
+    step_s, _ = budget.measure(runner, Plan.from_config(runner.config), clock)
+    steps = 101 - sum(1 for _ in costs) - 1 - 2  # _batch calls: the warm-up step, the timed ones, two evaluations
+    assert steps in (timed, timed + 1)  # (+1: 25 x 0.02 may fall a rounding short of 0.5)
+    assert step_s == pytest.approx(0.02)  # the timed steps' pace, without the warm-up
 
 
 def per_sequence(runner, plan, clock=None):
@@ -228,7 +237,8 @@ def test_a_budget_that_affords_enough_larger_steps_trains_in_them_and_resumes_so
     # evaluation batches (the same 16 validation sequences).
     monkeypatch.setattr(budget, "measure", per_sequence)
     path = budgeted(config_path, tmp_path, time_budget_minutes=0.05, eval_batches=4, larger_batch=LARGER)
-    notes = run_noting(load_config(path))
+    clock = StepClock(lambda step: 0.016)
+    notes = run_noting(load_config(path), clock=clock, listeners=[clock])
     assert notes[0].startswith("timing this machine")  # said before the probe's seconds
     assert "train.larger_batch: " in notes[1] and "so batches of 8 at lr 0.02" in notes[1]
     assert "steps x 8, evaluating every" in notes[2]
@@ -245,7 +255,8 @@ def test_a_budget_that_affords_enough_larger_steps_trains_in_them_and_resumes_so
 def test_a_budget_that_affords_too_few_larger_steps_keeps_the_batch(config_path, tmp_path, monkeypatch):
     monkeypatch.setattr(budget, "measure", per_sequence)
     path = budgeted(config_path, tmp_path, time_budget_minutes=0.05, larger_batch={**LARGER, "min_steps": 1000})
-    notes = run_noting(load_config(path))
+    clock = StepClock(lambda step: 0.008)
+    notes = run_noting(load_config(path), clock=clock, listeners=[clock])
     assert re.search(r"only [\d,]+ steps x 8 fit the budget \(fewer than 1,000\), so batches of 4 at lr 0.01", notes[1])
     plan = stored_plan(tmp_path / "run")
     assert (plan.batch_size, plan.lr) == (4, 0.01)
