@@ -116,6 +116,9 @@ def eval_order(n: int, batch_size: int, limit: int | None = None, rank: int = 0,
     return [chunk for chunk in chunks if chunk]
 
 
-def eval_batches(dataset: Dataset, config: Config, limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
-    order = eval_order(len(dataset), config.train.batch_size, limit, distributed.rank(), distributed.world_size())
+def eval_batches(dataset: Dataset, config: Config, limit: int | None = None,
+                 batch_size: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """This rank's evaluation batches of ``batch_size`` items (default ``train.batch_size``)."""
+    size = batch_size or config.train.batch_size
+    order = eval_order(len(dataset), size, limit, distributed.rank(), distributed.world_size())
     return iter(loader(dataset, config, order))

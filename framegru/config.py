@@ -15,28 +15,32 @@ into its checkpoints, so resuming from either gives the same run.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import os
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from . import shipped
 from .errors import UsageError, brief, did_you_mean, unreadable
 
 
 class Strict(BaseModel):
+    # Frozen once loaded: what a run decides beyond it (a time budget's steps, a larger batch) is its Plan.
     # allow_inf_nan=False: an infinite lr passes every bound that refuses NaN, then fails at step 2.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Component(BaseModel):
     """A component by name, with its options as the remaining keys."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", frozen=True)
     name: str = Field(description="The registered name of the component (`framegru plugins` lists them); "
                                   "the other keys are its options.")
 
@@ -191,8 +195,13 @@ class Config(Strict):
     listeners: dict[str, ListenerConfig] = Field({}, description=(
         "Run listeners by name (`framegru plugins` lists them): `enabled: false` switches one off; any other "
         "key is an option of its factory (`listeners: {progress: {log_every_s: 10}}`)."))
-    # How load_config resolved this config: the per_device section it applied and what it said about it.
-    _origin: dict[str, Any] = PrivateAttr(default_factory=dict)
+    # How load_config made this config (its layers, in order): set once, by load_config.
+    _layers: Layers | None = PrivateAttr(default=None)
+
+    @property
+    def layers(self) -> Layers:
+        """The layers this config was merged from (:class:`Layers`; empty for a config not loaded from a file)."""
+        return self._layers or Layers()
 
     @model_validator(mode="before")
     @classmethod
@@ -202,25 +211,31 @@ class Config(Strict):
     @property
     def device_section(self) -> str | None:
         """``cpu`` or ``cuda``: the ``per_device`` section applied to this config, if any."""
-        return self._origin.get("device_section")
+        return self.layers.device_section
 
     @property
     def notes(self) -> list[str]:
-        """What loading changed beyond the keys given (a reader switched by name drops the old one's options)."""
-        return list(self._origin.get("notes", []))
+        """What loading changed beyond the keys given (an explicit value cancelling an implicit rule, a
+        reader switched by name dropping the old one's options)."""
+        return list(self.layers.notes)
 
     def resolved_header(self) -> str:
         """The comment heading ``run.dir/config.yaml``: where this config came from and what was applied."""
-        origin = self._origin
-        lines = [f"# The resolved config of {origin.get('source', 'a framegru run')}: every default filled in"]
-        section = origin.get("device_section")
-        if section:
-            applied = ", ".join(f"{'.'.join(k)}: {yaml_inline(v)}" for k, v in origin["device_values"])
-            lines.append(f"# per_device.{section} applied (train.device resolved to {section}): {applied}")
+        layers = self.layers
+        lines = [f"# The resolved config of {layers.source or 'a framegru run'}: every default filled in"]
+        device = layers.named(f"per_device.{layers.device_section}")
+        if device is not None:
+            applied = ", ".join(f"{'.'.join(k)}: {yaml_inline(v)}" for k, v in device.pairs)
+            lines.append(f"# per_device.{layers.device_section} applied (train.device resolved to "
+                         f"{layers.device_section}): {applied}")
         else:
             lines.append("# no per_device section applied")
-        if origin.get("overrides"):
-            lines.append(f"# then the command line's overrides: {' '.join(origin['overrides'])}")
+        if layers.overrides:
+            lines.append(f"# then the command line's overrides: {' '.join(layers.overrides)}")
+        if self.train.time_budget_minutes:
+            lines.append(f"# train.time_budget_minutes={self.train.time_budget_minutes:g}: the run plans max_steps, "
+                         "eval_every and checkpoint_every on the machine (and with train.larger_batch the batch, lr "
+                         "and eval_batches); the values here are where it starts (framegru/budget.py)")
         lines.append("# Running or resuming from this file gives the same run on any machine.")
         return "\n".join(lines) + "\n"
 
@@ -234,6 +249,69 @@ class Config(Strict):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a config: the keys it sets, in the order they are merged.
+
+    Args:
+        name: ``file``, ``per_device.cpu``/``per_device.cuda``, ``command line``, or ``explicit values win``
+            (the implicit rules an explicit command-line value cancels).
+        source: where it came from (the file, or the arguments).
+        pairs: ``(dotted key path, value)`` each; the file layer's are its leaves.
+    """
+
+    name: str
+    source: str
+    pairs: tuple[tuple[tuple[str, ...], Any], ...] = ()
+
+    def sets(self, key: tuple[str, ...]) -> bool:
+        """Whether this layer set ``key`` (itself, or a section above it)."""
+        return any(key[: len(path)] == path for path, _ in self.pairs)
+
+
+@dataclass(frozen=True)
+class Layers:
+    """How :func:`load_config` made a config: its layers in merge order, and what it said about them."""
+
+    source: str = ""
+    layers: tuple[Layer, ...] = ()
+    overrides: tuple[str, ...] = ()
+    device_section: str | None = None
+    notes: tuple[str, ...] = ()
+    switched: tuple[tuple[str, Any, Any, tuple[str, ...]], ...] = ()  # components switched by name (drop_inherited_options)
+
+    def named(self, name: str) -> Layer | None:
+        return next((layer for layer in self.layers if layer.name == name), None)
+
+    def origin(self, key: tuple[str, ...]) -> str:
+        """Which layer set ``key`` last (``git config --show-origin``), or ``default``."""
+        for layer in reversed(self.layers):
+            if layer.sets(key):
+                return f"{layer.name} ({layer.source})" if layer.source and layer.name != "file" else \
+                    f"file {layer.source}" if layer.name == "file" else layer.name
+        return "default"
+
+
+def leaves(raw: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """The leaf keys of a YAML mapping with their values (a component's name counts as one)."""
+    out: list[tuple[tuple[str, ...], Any]] = []
+    for key, value in raw.items():
+        path = (*prefix, str(key))
+        if isinstance(value, dict) and value:
+            out += leaves(value, path)
+        else:
+            out.append((path, value))
+    return out
+
+
+def merge(base: dict[str, Any], layers: list[Layer], switched: list | None = None) -> dict[str, Any]:
+    """The config's raw mapping: ``base`` (the file's mapping) with every later layer applied in order."""
+    raw = copy.deepcopy(base)
+    for layer in layers:
+        apply_values(raw, [(list(path), value) for path, value in layer.pairs], switched)
+    return raw
 
 
 def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
@@ -349,7 +427,10 @@ def drop_inherited_options(config: Config, components: Any) -> list[str]:
     :func:`load_config`: the CLI calls it once for every command (``cli.config_and_components``);
     a second call does nothing."""
     notes = []
-    for where, old, new, inherited in config._origin.pop("switched", []):
+    layers = config.layers
+    if config._layers is not None:  # consumed: a second call does nothing
+        config._layers = dataclasses.replace(layers, switched=())
+    for where, old, new, inherited in layers.switched:
         section, key = where.split(".")
         spec = getattr(getattr(config, section), key)
         if spec.name != new or new not in components.of(key):
@@ -361,14 +442,15 @@ def drop_inherited_options(config: Config, components: Any) -> list[str]:
         dropped = [k for k in inherited if k in spec.options and k not in allowed]
         if dropped:
             kept = {k: v for k, v in spec.options.items() if k not in dropped}
-            setattr(getattr(config, section), key, Component(name=new, **kept))
+            # The last step of loading, once the components are known: the one write to a loaded config.
+            object.__setattr__(getattr(config, section), key, Component(name=new, **kept))
             notes.append(f"{where} switched from '{old}' to '{new}': dropped {old}'s options {', '.join(dropped)}, "
                          f"which {new} does not take")
-    config._origin.setdefault("notes", []).extend(notes)
+    if config._layers is not None:
+        config._layers = dataclasses.replace(config._layers, notes=(*config._layers.notes, *notes))
     return notes
 
 
-fit_components = drop_inherited_options  # the name runner.py still imports
 
 
 def device_type(name: str) -> str:
@@ -511,8 +593,6 @@ def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = _read_config_text(path)
     except FileNotFoundError:
-        from . import shipped
-
         names = shipped.config_names()
         also = f" (the shipped configs: {', '.join(names)})" if names and len(path.parts) == 1 else ""
         raise UsageError(f"config not found: {path}{also}") from None
@@ -545,13 +625,21 @@ def validate(raw: dict[str, Any], source: str) -> Config:
         raise _explain(exc, source) from exc
 
 
-def _paths_from_here(config: Config) -> None:
+def _paths_from_here(raw: dict[str, Any], base: Path) -> None:
     """A relative ``data.reader.path`` is relative to the current folder, as ``eval --data`` and every
-    other path a user types; made absolute now, so ``run.dir/config.yaml`` resumes from anywhere."""
-    reader = config.data.reader
-    value = reader.options.get("path")
+    other path a user types; made absolute, so ``run.dir/config.yaml`` resumes from anywhere. Plugin
+    files are relative to the config's folder (``base``)."""
+    reader = raw.get("data", {}).get("reader") if isinstance(raw.get("data"), dict) else None
+    value = reader.get("path") if isinstance(reader, dict) else None
     if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-        config.data.reader = Component(name=reader.name, **{**reader.options, "path": str(Path.cwd() / value)})
+        reader["path"] = str(Path.cwd() / value)
+    plugins = raw.get("plugins")
+    if isinstance(plugins, list):
+        raw["plugins"] = [str(base / p) if isinstance(p, str) and (p.endswith(".py") or "/" in p)
+                          and not Path(p).is_absolute() else p for p in plugins]
+    train = raw.get("train")
+    if isinstance(train, dict) and isinstance(train.get("init"), str):  # a shipped checkpoint from any folder
+        train["init"] = str(shipped.resolve(train["init"]))
 
 
 def _validates(raw: dict[str, Any]) -> bool:
@@ -594,8 +682,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, per_dev
         per_device: apply the section of this machine's device; False keeps the top-level values
             (benchmarks measure one model whatever the machine).
     """
-    from . import shipped
-
     path = shipped.resolve_config(path)
     overrides = list(overrides or [])
     raw = read_yaml(path)
@@ -603,10 +689,21 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, per_dev
     cli = parse_overrides(overrides)
     device = device_type(_device_asked(apply_values(copy.deepcopy(raw), cli)))
     applied = device in sections and per_device
-    switched: list = []
     mine = sections[device] if applied else []
+    given = {tuple(key) for key, _ in cli}
+    explicit, notes = _explicit_values_win(merge(raw, [Layer("", "", tuple((tuple(k), v) for k, v in mine + cli))]),
+                                           given)
+    layers = [Layer("file", str(path), tuple(leaves(raw)))]
+    if applied:
+        layers.append(Layer(f"per_device.{device}", str(path), tuple((tuple(k), v) for k, v in mine)))
+    layers.append(Layer("command line", "", tuple((tuple(k), v) for k, v in cli)))
+    if explicit:
+        layers.append(Layer("explicit values win", "", tuple(explicit)))
+    switched: list = []
+    merged = merge(raw, layers[1:], switched)
+    _paths_from_here(merged, path.resolve().parent)
     try:
-        config = Config.model_validate(apply_values(apply_values(copy.deepcopy(raw), mine, switched), cli, switched))
+        config = Config.model_validate(merged)
     except ValidationError as exc:
         raise _explain(exc, _blamed(raw, mine, path, device if applied else None)) from exc
     # Every other variant of the file is checked too, so that a typo in the cuda section fails on a CPU
@@ -619,28 +716,24 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, per_dev
         variant = apply_values(copy.deepcopy(raw), pairs)
         if not _validates(apply_values(copy.deepcopy(variant), cli)):
             validate(variant, f"{path}: per_device.{name}" if name else str(path))
-    _paths_from_here(config)
-    if config.train.init is not None:
-        config.train.init = shipped.resolve(config.train.init)
-    base = path.resolve().parent
-    config.plugins = [
-        str(base / p) if (p.endswith(".py") or "/" in p) and not Path(p).is_absolute() else p
-        for p in config.plugins
-    ]
-    notes = []
-    given = {tuple(key) for key, _ in cli}
+    config._layers = Layers(source=str(path), layers=tuple(layers), overrides=tuple(overrides),
+                            device_section=device if applied else None, notes=tuple(notes),
+                            switched=tuple((w, o, n, tuple(i)) for w, o, n, i in switched))
+    return config
+
+
+def _explicit_values_win(raw: dict[str, Any], given: set[tuple[str, ...]]) -> tuple[list, list[str]]:
+    """The implicit rules that an explicit command-line value cancels, as pairs to merge last, with a note
+    each: ``train.max_steps`` cancels the time budget, ``train.batch_size``/``train.lr`` the larger batch."""
+    train = raw.get("train") if isinstance(raw.get("train"), dict) else {}
+    pairs, notes = [], []
     if ("train", "max_steps") in given and ("train", "time_budget_minutes") not in given \
-            and config.train.time_budget_minutes:
-        config.train.time_budget_minutes = None  # a step count asked for on the command line wins
+            and train.get("time_budget_minutes"):
+        pairs.append((("train", "time_budget_minutes"), None))
         notes.append("train.max_steps given on the command line: train.time_budget_minutes is not used")
     asked = sorted(f"train.{key}" for key in ("batch_size", "lr") if ("train", key) in given)
     larger_given = any(key[:2] == ("train", "larger_batch") for key in given)
-    if asked and not larger_given and config.train.larger_batch is not None:
-        config.train.larger_batch = None  # a batch or rate asked for on the command line wins
+    if asked and not larger_given and train.get("larger_batch") is not None:
+        pairs.append((("train", "larger_batch"), None))
         notes.append(f"{' and '.join(asked)} given on the command line: train.larger_batch is not used")
-    config._origin = {
-        "source": str(path), "overrides": overrides, "notes": notes, "switched": switched,
-        "device_section": device if applied else None,
-        "device_values": mine,
-    }
-    return config
+    return pairs, notes

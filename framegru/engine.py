@@ -15,7 +15,7 @@ Speed comes from the structure of the GRU, not from tricks with the math:
   backward pass is written by hand, so that every weight gradient is one batched convolution over all
   steps and only three channel maps per step are kept for it.
 
-How it runs on a device is a :class:`Plan`; :data:`FASTEST` holds the measured choice per device type
+How it runs on a device is a :class:`ExecutionPlan`; :data:`FASTEST` holds the measured choice per device type
 (``framegru bench engine`` measures the alternatives). Every plan computes the same function.
 """
 
@@ -132,7 +132,7 @@ class ConvGRUCell(nn.Module):
 
 
 @dataclass(frozen=True)
-class Plan:
+class ExecutionPlan:
     """How a :class:`ConvGRU` runs on a device. Every plan computes the same function.
 
     Args:
@@ -153,15 +153,15 @@ class Plan:
 
 
 # Batched inputs in channels-last timed best on CPU and CUDA (BENCHMARKS.md, "Engine", "The engine on CUDA").
-FASTEST: dict[str, Plan] = {
-    "cpu": Plan(channels_last=True),
-    "cuda": Plan(channels_last=True),
+FASTEST: dict[str, ExecutionPlan] = {
+    "cpu": ExecutionPlan(channels_last=True),
+    "cuda": ExecutionPlan(channels_last=True),
 }
 
 
-def fastest_plan(device: torch.device | str) -> Plan:
+def fastest_plan(device: torch.device | str) -> ExecutionPlan:
     """The plan :data:`FASTEST` holds for ``device``'s type (the default plan for unknown types)."""
-    return FASTEST.get(torch.device(device).type, Plan())
+    return FASTEST.get(torch.device(device).type, ExecutionPlan())
 
 
 def _recur(cell: ConvGRUCell, xp: Tensor, h: Tensor | None) -> Tensor:
@@ -171,7 +171,7 @@ def _recur(cell: ConvGRUCell, xp: Tensor, h: Tensor | None) -> Tensor:
 _compiled_recur = None
 
 
-def step_function(plan: Plan):
+def step_function(plan: ExecutionPlan):
     """``fn(cell, xp, h) -> h'``: :meth:`ConvGRUCell.recur`, compiled once per process when the plan asks."""
     global _compiled_recur
     if not plan.compile_step:
@@ -199,7 +199,7 @@ class ConvGRU(nn.Module):
         checkpoint_time: keep only each layer's outputs for the backward pass and recompute the gates
             there (activation checkpointing over time): less memory for long sequences, about a third
             more compute in training.
-        plan: how to run (:class:`Plan`); ``None`` picks :data:`FASTEST` for the input's device.
+        plan: how to run (:class:`ExecutionPlan`); ``None`` picks :data:`FASTEST` for the input's device.
         input_kernel_size: the input convolutions' own kernel, every layer (see :class:`ConvGRUCell`);
             ``None``: each layer's ``kernel_size``.
 
@@ -220,7 +220,7 @@ class ConvGRU(nn.Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         checkpoint_time: bool = False,
-        plan: Plan | None = None,
+        plan: ExecutionPlan | None = None,
         input_kernel_size: int | Sequence[int] | None = None,
     ):
         super().__init__()
@@ -257,7 +257,7 @@ class ConvGRU(nn.Module):
             raise ValueError(f"{name} has {len(values)} entries for {num_layers} layers")
         return values
 
-    def _run_layer(self, cell: ConvGRUCell, x: Tensor, h: Tensor | None, reverse: bool, plan: Plan) -> Tensor:
+    def _run_layer(self, cell: ConvGRUCell, x: Tensor, h: Tensor | None, reverse: bool, plan: ExecutionPlan) -> Tensor:
         """Run one layer over the time-major ``x`` ``[T, B, C, H, W]``; returns its outputs, time-major."""
         if plan.fused and recurrence.supports(cell.kernel_size) and recurrence.supports(cell.input_kernel_size):
             return recurrence.run_layer(

@@ -1,7 +1,8 @@
 """How long a run has left, from its own measured pace: step time after a warm-up, evaluation time
 estimated from the step time until one evaluation has been timed.
 
-The live bar and the plain log line both read :meth:`Pace.remaining`, so they always agree.
+The runner keeps the one :class:`Pace` of a run and gives its ETA to every listener in the run context
+(``run.eta_seconds``): the live bar, the plain log line and a resumed run all show the same figure.
 """
 
 from __future__ import annotations
@@ -83,6 +84,39 @@ class Pace:
             return None
         evals = evaluations_left(self.start_step, self.max_steps, self.eval_every)
         return (self.max_steps - self.start_step) * per_step + evals * per_eval
+
+
+class Window:
+    """Seconds a step since a mark (the plan in force was made), leaving out the warm-up steps of a
+    sitting and the pauses (evaluations, saves): the pace a time budget's re-plan goes by."""
+
+    def __init__(self) -> None:
+        self._mark: tuple[int, float] | None = None
+        self._last: tuple[int, float] | None = None
+        self._paused = 0.0
+        self._fresh = True
+
+    def step(self, step: int, now: float, start: int) -> None:
+        """Step ``step`` of a sitting that began at ``start`` finished at ``now``."""
+        if self._mark is None and (not self._fresh or step - start >= WARMUP_STEPS):
+            self._mark = (step, now)
+        self._last = (step, now)
+
+    def paused(self, seconds: float) -> None:
+        """``seconds`` went to an evaluation or a save, not to training steps."""
+        if self._mark is not None:
+            self._paused += seconds
+
+    def restart(self) -> None:
+        """A new plan: measure from the next step on (no warm-up to skip)."""
+        self._mark = self._last
+        self._paused, self._fresh = 0.0, False
+
+    def seconds_per_step(self) -> float | None:
+        """Seconds a step since the mark, or None before a step has been measured."""
+        if self._mark is None or self._last is None or self._last[0] - self._mark[0] < 1:
+            return None
+        return max(self._last[1] - self._mark[1] - self._paused, 0.0) / (self._last[0] - self._mark[0])
 
 
 def clock(seconds: float) -> str:

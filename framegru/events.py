@@ -7,7 +7,7 @@ listeners that framegru's own plugins register (``plugins/listeners/``), as a us
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +22,17 @@ class RunEvents:
 
     Args:
         components: what the plugins registered: the listener factories and the plugin manager.
-        run: the :class:`~framegru.runner.Runner`, given to every hook and listener factory as ``run``.
+        context: returns the run's :class:`~framegru.context.RunContext` as it is now, given to every hook
+            and listener factory as ``run``.
         listeners: more objects with ``@hookimpl`` methods, listening to this run only (tests, notebooks).
         enabled: ``False`` on ranks other than 0: no listener is built and no hook called.
     """
 
-    def __init__(self, components: Any, run: Any, listeners: Iterable[object] = (), enabled: bool = True):
+    def __init__(self, components: Any, context: Callable[[], Any], listeners: Iterable[object] = (),
+                 enabled: bool = True):
         self.components = components
         self.pm: pluggy.PluginManager | None = components.plugin_manager
-        self.run = run
+        self.context = context
         self.extra = list(listeners)
         self.enabled = enabled and self.pm is not None
         self._who: dict[int, tuple[str, bool]] = {}  # id(listener) -> (how errors name it, framegru's own?)
@@ -43,7 +45,8 @@ class RunEvents:
         if not self.enabled:
             return
         registry = self.components.listeners
-        sections = getattr(getattr(self.run, "config", None), "listeners", None) or {}
+        context = self.context()
+        sections = getattr(context.config, "listeners", None) or {}
         for name in sections:
             if name not in registry:
                 registry.get(name)  # unknown listener 'x' (available: ...), with a did-you-mean
@@ -52,7 +55,7 @@ class RunEvents:
             if section is not None and not section.enabled:
                 continue
             options = section.options if section is not None else {}
-            listener = registry.build(entry.name, options, key=f"listeners.{entry.name}", run=self.run)
+            listener = registry.build(entry.name, options, key=f"listeners.{entry.name}", run=context)
             if listener is not None:
                 self._listen(listener, f"listener '{entry.name}' of {entry.origin()}", entry.package == BUILTIN_PACKAGE)
         for listener in self.extra:
@@ -81,26 +84,29 @@ class RunEvents:
     # -- the events -----------------------------------------------------------------------------
     def start(self, step: int, resumed: bool) -> None:
         self._started = True
-        self._call("framegru_run_start", run=self.run, step=step, resumed=resumed)
+        self._call("framegru_run_start", run=self.context(), step=step, resumed=resumed)
+
+    def plan(self, plan: Any, reason: str) -> None:
+        self._call("framegru_run_plan", run=self.context(), plan=plan, reason=reason)
 
     def step(self, step: int, loss: float, lr: float, batch_size: int) -> None:
-        self._call("framegru_run_step", run=self.run, step=step, loss=loss, lr=lr, batch_size=batch_size)
+        self._call("framegru_run_step", run=self.context(), step=step, loss=loss, lr=lr, batch_size=batch_size)
 
     def evaluated(self, step: int, metrics: dict[str, Any]) -> None:
-        self._call("framegru_run_evaluated", run=self.run, step=step, metrics=metrics)
+        self._call("framegru_run_evaluated", run=self.context(), step=step, metrics=metrics)
 
     def pictures(self, step: int, paths: list[Path]) -> None:
-        self._call("framegru_run_pictures", run=self.run, step=step, paths=paths)
+        self._call("framegru_run_pictures", run=self.context(), step=step, paths=paths)
 
     def note(self, message: str) -> None:
-        self._call("framegru_run_note", run=self.run, message=message)
+        self._call("framegru_run_note", run=self.context(), message=message)
 
     def finish(self, error: BaseException | None) -> None:
         """Only after :meth:`start`. Every listener is told, even after one fails; while ``error``
         propagates, a listener failing to close is ignored."""
         if self._started:
             self._started = False
-            self._call("framegru_run_finish", every=True, quiet=error is not None, run=self.run, error=error)
+            self._call("framegru_run_finish", every=True, quiet=error is not None, run=self.context(), error=error)
 
     def _call(self, hook: str, every: bool = False, quiet: bool = False, **kwargs: Any) -> None:
         """Each implementation in pluggy's order (last registered first), so that an exception names

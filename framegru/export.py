@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .checkpoint import atomic_output
-from .engine import Plan
+from .engine import ExecutionPlan
 from .errors import DataError, UsageError
 from .model import FrameModel
 from .timing import silenced
@@ -39,7 +39,7 @@ from .timing import silenced
 KINDS = ("step", "still")
 FORMATS = {".onnx": "onnx", ".pt2": "pt2"}
 OPSET = 17  # LayerNormalization (the classify head) is an ONNX operator from opset 17
-EXPORT_PLAN = Plan(fused=False, batch_inputs=True, channels_last=False, compile_step=False)
+EXPORT_PLAN = ExecutionPlan(fused=False, batch_inputs=True, channels_last=False, compile_step=False)
 
 
 class StreamingStep(nn.Module):

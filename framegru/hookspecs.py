@@ -45,8 +45,8 @@ Factories are called with keyword arguments only:
   tasks through that interface alone; ``predict`` and ``classify`` are plugins (``plugins/tasks/``).
 * listener: ``factory(*, run, **options) -> object | None``, with ``options`` from the config's
   ``listeners.<name>`` section (``enabled: false`` there switches it off: it is not called), called when a
-  run begins on rank 0, before its data
-  and model are built (``run.config`` and ``run.dir`` are set; create files in
+  run begins on rank 0, before its data and model are built (``run`` is the
+  :class:`framegru.context.RunContext`: ``run.config`` and ``run.dir`` are set; create files in
   ``framegru_run_start``, not here, so that a run that fails while building leaves nothing behind).
   It returns an object whose ``@hookimpl`` methods implement run-event hooks for that run alone, or
   ``None`` to stay out of it (a switch in the config, say). The object is unregistered when the run ends.
@@ -57,9 +57,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from .context import RunContext
+    from .plan import Plan
 
 hookspec = pluggy.HookspecMarker("framegru")
 hookimpl = pluggy.HookimplMarker("framegru")
@@ -132,28 +136,49 @@ def framegru_register_commands(subparsers: argparse._SubParsersAction, common: a
 
 
 # -- run events (rank 0 only, always with keywords) -----------------------------------------------
+# Every run event's ``run`` is a :class:`framegru.context.RunContext`, a read-only view of the run made
+# for that event: ``run.config`` (the resolved, frozen :class:`framegru.config.Config`), ``run.plan`` (the
+# :class:`framegru.plan.Plan` in force: steps, batch, learning rate, evaluation and checkpoint cadence),
+# ``run.step``, ``run.metrics`` (the latest evaluation's), ``run.eta_seconds`` and ``run.step_seconds``
+# (the run's one ETA, the same for every listener), ``run.dir`` (a ``Path``), ``run.rank``,
+# ``run.device``, and once built ``run.model``, ``run.info`` (the reader's
+# :class:`framegru.data.DataInfo`), ``run.train_set`` and ``run.val_set``. Other names a listener read
+# from the Runner before still answer, with a ``DeprecationWarning``.
 @hookspec
-def framegru_run_start(run: Any, step: int, resumed: bool) -> None:
-    """A run has built its data and model and is about to train.
+def framegru_run_start(run: RunContext, step: int, resumed: bool) -> None:
+    """A run has built its data and model and is about to train (its first plan is made).
 
     Args:
-        run: the run (:class:`framegru.runner.Runner`): ``run.config`` (the resolved
-            :class:`framegru.config.Config`), ``run.dir`` (its ``run.dir``, a ``Path``), ``run.device``,
-            ``run.model``, ``run.info`` (the reader's :class:`framegru.data.DataInfo`), ``run.train_set``
-            and ``run.val_set``.
+        run: the run's :class:`framegru.context.RunContext`.
         step: the step training starts from: 0, or the step of the checkpoint a resumed run continues.
         resumed: ``--resume``: anything a listener logged after ``step`` in the interrupted run is stale.
     """
 
 
 @hookspec
-def framegru_run_step(run: Any, step: int, loss: float, lr: float, batch_size: int) -> None:
+def framegru_run_plan(run: RunContext, plan: Plan, reason: str) -> None:
+    """The run's :class:`framegru.plan.Plan` is made or changes (:mod:`framegru.plan` lists when).
+
+    Told before :func:`framegru_run_start` for the first plan, and at each re-plan of a time budget
+    (before the checkpoint that stores it). A listener shows ``plan.max_steps`` as the run's length.
+
+    Args:
+        run: the run's :class:`framegru.context.RunContext` (``run.plan`` is ``plan``).
+        plan: the plan in force from now on.
+        reason: ``config`` (the config's own steps), ``probe`` (a time budget's first plan), ``resume``
+            (the plan stored in ``last``), ``look`` (the early look), ``checkpoint`` (a save of ``last``) or
+            ``pace`` (a time budget's periodic re-plan between saves).
+    """
+
+
+@hookspec
+def framegru_run_step(run: RunContext, step: int, loss: float, lr: float, batch_size: int) -> None:
     """A training step is done.
 
     Args:
-        run: the run, as in :func:`framegru_run_start`.
-        step: the number of steps done, from 1 to ``train.max_steps`` (which a run with
-            ``train.time_budget_minutes`` fixes once more about a minute in: ``framegru.budget``).
+        run: the run's :class:`framegru.context.RunContext`.
+        step: the number of steps done, from 1 to ``run.plan.max_steps`` (which a run with
+            ``train.time_budget_minutes`` plans again at its saves: :mod:`framegru.budget`).
         loss: the step's training loss, averaged over the global batch (the same on every rank).
         lr: the learning rate the step used.
         batch_size: the global batch: ``train.batch_size`` times the number of processes.
@@ -161,13 +186,13 @@ def framegru_run_step(run: Any, step: int, loss: float, lr: float, batch_size: i
 
 
 @hookspec
-def framegru_run_evaluated(run: Any, step: int, metrics: dict[str, Any]) -> None:
+def framegru_run_evaluated(run: RunContext, step: int, metrics: dict[str, Any]) -> None:
     """An evaluation on the validation split is done (before the ``best`` and ``last`` checkpoints of
     that step are written).
 
     Args:
-        run: the run, as in :func:`framegru_run_start`.
-        step: the steps done when it evaluated.
+        run: the run's :class:`framegru.context.RunContext`.
+        step: the steps done when it evaluated (a time budget's early look evaluates a few batches).
         metrics: ``step``, the training ``loss`` of that step, the task's metrics (``mse``, ``mae``,
             ``ssim``, ``psnr``, ``sequences`` for prediction; ``accuracy``, ... for classification) and
             ``seconds`` since training started. Floats may be NaN or infinite.
@@ -175,19 +200,20 @@ def framegru_run_evaluated(run: Any, step: int, metrics: dict[str, Any]) -> None
 
 
 @hookspec
-def framegru_run_pictures(run: Any, step: int, paths: list[Path]) -> None:
-    """Pictures of the model's predictions were written to ``run.dir`` when training ended.
+def framegru_run_pictures(run: RunContext, step: int, paths: list[Path]) -> None:
+    """Pictures of the model's predictions were written to ``run.dir``: when training ended, and at a
+    time budget's early look.
 
     Args:
-        run: the run, as in :func:`framegru_run_start`.
-        step: the step of the weights drawn (``train.max_steps``).
+        run: the run's :class:`framegru.context.RunContext`.
+        step: the step of the weights drawn.
         paths: the files written: ``predictions.png`` (rows of context, truth and prediction) and
             ``predictions.gif``.
     """
 
 
 @hookspec
-def framegru_run_note(run: Any, message: str) -> None:
+def framegru_run_note(run: RunContext, message: str) -> None:
     """Something the user should read: a dropped option, a time budget's plan, a slow setting.
 
     Notes come from the start of a run too, before :func:`framegru_run_start`.
@@ -195,11 +221,11 @@ def framegru_run_note(run: Any, message: str) -> None:
 
 
 @hookspec
-def framegru_run_finish(run: Any, error: BaseException | None) -> None:
+def framegru_run_finish(run: RunContext, error: BaseException | None) -> None:
     """The run is over, after a :func:`framegru_run_start`: close files, stop displays.
 
     Args:
-        run: the run, as in :func:`framegru_run_start`.
+        run: the run's :class:`framegru.context.RunContext`.
         error: ``None`` when it trained to the end, else what stopped it (an interrupt, a diverged
             loss, a full disk). An exception raised here while ``error`` is set is ignored.
     """

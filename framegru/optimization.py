@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .config import Config
 from .errors import DataError
 from .muon import Muon
+from .plan import Plan
+from .plan import learning_rate as plan_learning_rate
 
 
-def learning_rate(config: Config, step: int) -> float:
-    """The schedule as a pure function of the step, so resuming needs no scheduler state."""
-    train = config.train
-    total = max(train.max_steps, 1)
-    warm = int(train.warmup * total)
-    if train.schedule == "constant":
-        return train.lr
-    if step < warm:
-        return train.lr * (step + 1) / warm
-    progress = (step - warm) / max(total - warm, 1)
-    floor = train.lr / 1e3 if train.schedule == "onecycle" else 0.0
-    return floor + (train.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+def learning_rate(config: Config, step: int, plan: Plan | None = None) -> float:
+    """The schedule as a pure function of the step and the run's plan (default: the config's own), so
+    resuming needs no scheduler state (:func:`framegru.plan.learning_rate`)."""
+    return plan_learning_rate(config, plan or Plan.from_config(config), step)
 
 
 def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:

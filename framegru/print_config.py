@@ -47,11 +47,26 @@ def resolved(config: Config, components: Components) -> dict[str, Any]:
     return out
 
 
+def origins(config: Config, data: dict[str, Any]) -> str:
+    """Each key of the resolved ``data`` with the layer that set it, as ``git config --show-origin`` shows:
+    ``file configs/x.yaml``, ``per_device.cpu (...)``, ``command line (...)``, ``explicit values win`` or
+    ``default``, then the key and its value, tab-separated, one line each."""
+    from .config import yaml_inline, leaves
+
+    lines = []
+    for key, value in leaves(data):
+        lines.append(f"{config.layers.origin(key)}\t{'.'.join(key)}: {yaml_inline(value)}\n")
+    return "".join(lines)
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from .cli import config_and_components
 
     config, components = config_and_components(args)
     data = resolved(config, components)
+    if getattr(args, "origin", False):
+        print(origins(config, data), end="", flush=True)
+        return 0
     if args.json:
         print(json.dumps(data), flush=True)
         return 0
@@ -66,4 +81,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("config", help="YAML config, or a shipped config by name: framegru config moving_mnist > mine.yaml")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (YAML-typed values)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--origin", action="store_true",
+                   help="say which layer set each key (file, per_device section, command line, default), "
+                        "as git config --show-origin")
     p.set_defaults(handler=cmd_config)

@@ -3,7 +3,9 @@
 Resume is exact: batches come from a deterministic, seeded order indexed by the step number, every
 random draw of a step from streams derived from the step number (:mod:`framegru.seeding`), and the
 optimizer state travels in the ``last`` checkpoint, so a run that is killed and resumed reaches the
-same weights as one that never stopped.
+same weights as one that never stopped. What the run decides as it goes (a time budget's steps and
+cadence, :mod:`framegru.plan`) is its :class:`~framegru.plan.Plan`, stored in every checkpoint too; the
+config stays as loaded. Listeners see the run through a read-only :class:`~framegru.context.RunContext`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -20,17 +23,19 @@ from safetensors import SafetensorError
 
 from . import budget, checkpoint, contracts, data_record, distributed, memory, optimization, run_dir, seeding
 from .batches import batch_order, build_reader, eval_batches, loader, size_notes
-from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, dump_yaml, fit_components
+from .config import EVALUATION_ONLY_MODEL_OPTIONS, Config, drop_inherited_options, dump_yaml
+from .context import RunContext
 from .data import DataInfo
 from .device import autocast_for, cpu_has_native_bf16, pick_device
 from .errors import DataError, FramegruError, Interrupted, UsageError
-from .eta import Pace
+from .eta import Pace, Window, about
 from .events import RunEvents
 from .model import FrameModel, build_model, check_frame_size, components_record, load_weights
-from .optimization import learning_rate
+from .plan import Plan, learning_rate
 from .plugin_manager import Components
 from .stopping import StopRequest
-from .tasks import evaluate
+from .tasks import score_batches
+from .training_step import train_step
 
 
 def _weights_spec(model: dict | None) -> dict | None:
@@ -41,7 +46,8 @@ def _weights_spec(model: dict | None) -> dict | None:
 class Runner:
     """Trains and evaluates one config; ``run()`` is ``framegru run``."""
 
-    def __init__(self, config: Config, components: Components, listeners: Iterable[object] = ()):
+    def __init__(self, config: Config, components: Components, listeners: Iterable[object] = (),
+                 clock: Callable[[], float] = time.perf_counter):
         self.config = config
         self.components = components
         self.dir = Path(config.run.dir)
@@ -49,13 +55,51 @@ class Runner:
         self.autocast = autocast_for(self.device, config.train.amp)
         self.train_autocast = autocast_for(self.device, config.train.amp, config.train.cpu_bf16)
         self.is_main = distributed.rank() == 0
+        self.clock = clock  # every duration the run decides by (budget, ETA, checkpoint_minutes): tests inject one
+        self.plan: Plan | None = None
+        self.step, self.start_step, self.resumed = 0, 0, False
+        self.metrics: dict[str, Any] = {}
+        self.pace: Pace | None = None
+        self._spent_before, self._loop_tic = 0.0, None
         # Rank 0 alone tells the listeners (progress, metrics.jsonl, TensorBoard, a user's): it alone writes run.dir.
-        self.events = RunEvents(components, self, listeners, enabled=self.is_main)
+        self.events = RunEvents(components, self.context, listeners, enabled=self.is_main)
+
+    def context(self) -> RunContext:
+        """The run as its listeners see it now (a fresh, read-only value)."""
+        step_s = self.pace.step_seconds() if self.pace else None
+        eval_s = self.pace.eval_seconds() if self.pace else None
+        eta = None
+        if self.plan is not None and step_s is not None and eval_s is not None:
+            eta = self.plan.remaining_seconds(self.step, step_s, eval_s)
+        return RunContext(config=self.config, dir=self.dir, rank=distributed.rank(),
+                          world_size=distributed.world_size(), device=self.device, plan=self.plan, step=self.step,
+                          start_step=self.start_step, resumed=self.resumed, metrics=MappingProxyType(dict(self.metrics)),
+                          eta_seconds=eta, step_seconds=step_s, eval_batch_count=self._eval_batch_count(),
+                          _runner=self)
+
+    def _eval_batch_count(self, limit: int | None = None) -> int:
+        val = getattr(self, "val_set", None)
+        if val is None or self.plan is None:
+            return 0
+        batches = math.ceil(len(val) / (self.plan.batch_size * distributed.world_size()))
+        limit = limit if limit is not None else self.plan.eval_batches
+        return min(batches, limit) if limit else batches
+
+    def _spent(self) -> float:
+        """Training seconds spent, this sitting's and those before it (what a time budget counts)."""
+        since = self.clock() - self._loop_tic if self._loop_tic is not None else 0.0
+        return self._spent_before + since
+
+    def _set_plan(self, plan: Plan, reason: str) -> None:
+        """The plan in force from now on: the task's schedules follow it, the listeners are told."""
+        self.plan = plan
+        self.model.task.plan = plan
+        self.events.plan(plan, reason)
 
     # -- building -----------------------------------------------------------------------------
     def _build(self) -> None:
         spec = self.config.model
-        for note in fit_components(self.config, self.components):  # the CLI has said them already
+        for note in drop_inherited_options(self.config, self.components):  # the CLI has said them already
             self.events.note(note)
         # Names first: a typo should not wait for a data set to load.
         self.components.readers.get(self.config.data.reader.name)
@@ -89,7 +133,9 @@ class Runner:
                 train_state=optimization.optimizer_state(self.optimizer) if with_state else None,
                 extra={"metrics": metrics or {}, "best": self.best, "data": self.data_record,
                        "components": self.components_record, "items": self.item_shapes,
-                       "per_device": self.config.device_section},
+                       "per_device": self.config.device_section,
+                       "plan": self.plan.to_dict() if self.plan else None,
+                       "spent_seconds": round(self._spent(), 3)},
             )
         except (OSError, SafetensorError) as exc:  # a full disk: safetensors reports it as its own error
             reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
@@ -116,8 +162,9 @@ class Runner:
                              f"over with train.optimizer={self.config.train.optimizer} --overwrite (or another run.dir)")
         optimization.restore_optimizer_state(self.optimizer, ckpt.train_state, self.device)
         self.best = ckpt.extra.get("best")
-        if self.config.train.time_budget_minutes:  # what the budget chose when the run began
-            budget.restore(self.config, ckpt.config.get("train", {}))
+        self._spent_before = float(ckpt.extra.get("spent_seconds") or 0.0)
+        if self.config.train.time_budget_minutes:  # the decisions the budget had made: the interrupted run's plan
+            self._resumed_plan = Plan.from_checkpoint(ckpt.extra, ckpt.config.get("train", {}), self.config)
         return ckpt.step
 
     def _init_weights(self) -> None:
@@ -159,9 +206,11 @@ class Runner:
             return True
         return False
 
-    def evaluate(self, limit: int | None = None) -> dict[str, float]:
+    def validate(self, limit: int | None = None) -> dict[str, float]:
         # The bare model, not DDP: ranks get unequal eval batches, and DDP's forward would sync buffers.
-        result = evaluate(self.model, eval_batches(self.val_set, self.config, limit), self.device, self.autocast)
+        size = self.plan.batch_size if self.plan else self.config.train.batch_size
+        result = score_batches(self.model, eval_batches(self.val_set, self.config, limit, batch_size=size), self.device,
+                          self.autocast)
         return distributed.reduce_metrics(result, self.model.task.count_metric)
 
     def run(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
@@ -188,7 +237,7 @@ class Runner:
                 try:
                     self.events.start(start, resumed=resume)
                     last_metrics = self._train(start)
-                    self._write_pictures()
+                    self._write_pictures(self.plan.max_steps)
                 except BaseException as exc:
                     error = exc
                     raise
@@ -198,11 +247,13 @@ class Runner:
                 self.events.close()
         return last_metrics
 
-    def _write_pictures(self) -> None:
+    def _write_pictures(self, step: int) -> None:
         if self.is_main and self.config.run.pictures:
+            was_training = self.model.training
             paths = self.model.task.pictures(self.model, self.val_set, self.dir, self.config.run.pictures, self.device)
+            self.model.train(was_training)
             if paths:
-                self.events.pictures(self.config.train.max_steps, paths)
+                self.events.pictures(step, paths)
 
     def _start(self, resume: bool, overwrite: bool) -> int:
         """Tidy run.dir (rank 0), load ``last`` when resuming or ``train.init`` when not; returns the step
@@ -216,7 +267,10 @@ class Runner:
         if self.is_main and self.device.type == "cpu" and self.config.train.cpu_bf16 is True and not cpu_has_native_bf16():
             self.events.note("train.cpu_bf16: this CPU has neither AVX-512 BF16 nor AMX, so bf16 runs emulated, "
                              "12-13x slower than fp32 in our measurements; set train.cpu_bf16=false")
+        self._resumed_plan: Plan | None = None
         start = self._resume() if resume else 0
+        self.step = self.start_step = start
+        self.resumed = resume
         if not resume and self.config.train.init is not None:
             self._init_weights()
         # Before any batch is collated (the loader's workers start on the first one) or timed by the budget.
@@ -227,17 +281,20 @@ class Runner:
         tight = memory.check_step_fits(self, batches)
         if tight and self.is_main:
             self.events.note(tight)
-        self._plan: budget.Plan | None = None
-        self._refit_at: int | None = None
-        if not resume and self.config.train.time_budget_minutes:
-            self._plan, batch_note = budget.choose(self)
-            budget.apply(self.config, self._plan.max_steps, self._plan.eval_every, self._plan.checkpoint_every)
-            self._refit_at = budget.refit_step(self.config, self._plan)
+        if self._resumed_plan is not None:
+            self._set_plan(self._resumed_plan.replace(reason="resume"), "resume")
+        elif not resume and self.config.train.time_budget_minutes:
+            if self.is_main:
+                self.events.note(f"timing this machine for train.time_budget_minutes, "
+                                 f"{about(budget.probe_seconds(self.config) * 1.3)}")
+            plan, batch_note = budget.choose(self)
             if self.is_main:
                 if batch_note:
                     self.events.note(batch_note)
-                self.events.note(self._plan.describe(self.config.train.time_budget_minutes,
-                                                     self.config.train.batch_size))
+                self.events.note(budget.describe(self.config, plan))
+            self._set_plan(plan, "probe")
+        else:
+            self._set_plan(Plan.from_config(self.config), "config")
         # A resumed run's config.yaml waits for its first checkpoint: a resume that fails before one (a
         # diverged loss) must leave the config that ``last`` was trained with.
         self._config_unwritten = True
@@ -245,23 +302,6 @@ class Runner:
             if not resume:
                 self._write_config()
         return start
-
-    def _refit(self, done: int, started: float, measured: Pace) -> None:
-        """``train.time_budget_minutes``: fix the step count again at the pace the loop ``measured`` (its
-        steps after a warm-up, as the ETA's); ``done`` steps took the seconds since ``started``. Rank 0's
-        clock decides for every rank. Before any checkpoint, so that ``last`` holds the count it ran with."""
-        assert self._plan is not None  # set with _refit_at
-        pace = distributed.from_rank0(measured.step_seconds())
-        spent = distributed.from_rank0(time.perf_counter() - started)
-        plan = budget.fit(self.config, pace, self._plan.seconds_per_eval, done=done, spent=spent)
-        train = self.config.train
-        if plan.max_steps == train.max_steps:
-            return
-        budget.apply(self.config, plan.max_steps, plan.eval_every, plan.checkpoint_every)
-        if self.is_main:
-            self.events.note(f"re-timed on its first {done:,} steps: {pace:.3g} s a step, so {plan.max_steps:,} "
-                             f"steps x {train.batch_size} in all, evaluating every {plan.eval_every:,}")
-            self._write_config()
 
     def _write_config(self) -> None:
         path = self.dir / "config.yaml"
@@ -307,9 +347,10 @@ class Runner:
                 raise
 
     def _loop(self, start: int, stop: StopRequest) -> dict[str, Any]:
-        train = self.config.train
+        train, plan = self.config.train, self.plan
+        assert plan is not None
         save_after_s = (train.checkpoint_minutes or 0) * 60
-        order = batch_order(len(self.train_set), train.batch_size, self.config.seed, start,
+        order = batch_order(len(self.train_set), plan.batch_size, self.config.seed, start,
                             distributed.rank(), distributed.world_size())
         seed, rank = self.config.seed, distributed.rank()
         batches = iter(loader(seeding.SeededItems(self.train_set), self.config,
@@ -317,66 +358,112 @@ class Runner:
         last_metrics: dict[str, Any] = {}
         self.model.train()
         step = start
-        tic = last_save = time.perf_counter()
-        measured = Pace(start_step=start, max_steps=train.max_steps, eval_every=train.eval_every, eval_batches=0)
-        while step < train.max_steps:  # a budgeted run's count may change once, at _refit
-            generator = seeding.start_step(seed, step, rank)  # before the batch: a reader may draw too
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in next(batches).items()}
-            lr = learning_rate(self.config, step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            with self.train_autocast():
-                loss = self.model.task.training_loss(self.train_model, batch, step=step, generator=generator)
+        tic = last_save = last_plan = self.clock()
+        # A budgeted run also plans again this often between saves, so that its last stretch follows the machine too.
+        replan_after_s = (plan.budget_seconds or 0) / budget.REPLANS
+        self.pace = Pace(start_step=start, max_steps=plan.max_steps, eval_every=plan.eval_every,
+                         eval_batches=self._eval_batch_count())
+        window = Window()  # the pace since the plan in force was made: what a re-plan goes by
+        self._loop_tic = tic
+
+        def consensus(loss: torch.Tensor) -> None:
             # The global batch's loss, identical on every rank: all ranks stop together on a non-finite
             # one, where a rank stopping alone would leave the others waiting in backward()'s all-reduce.
             # The same reduction tells every rank whether one was asked to stop and whether rank 0's
             # clock says a checkpoint is due, so all ranks save and stop at the same step.
-            due = self.is_main and save_after_s > 0 and time.perf_counter() - last_save >= save_after_s
-            global_loss, stopping, due = distributed.step_consensus(loss, stop.requested, due)
+            nonlocal global_loss, stopping, due, pace_due
+            now = self.clock()
+            due = self.is_main and save_after_s > 0 and now - last_save >= save_after_s
+            pace_due = self.is_main and replan_after_s > 0 and now - last_plan >= replan_after_s
+            global_loss, stopping, due, pace_due = distributed.step_consensus(loss, stop.requested, due, pace_due)
             if not math.isfinite(global_loss):
                 raise self._diverged(f"loss is {global_loss} at step {step + 1}")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if train.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
-            self.optimizer.step()
-            done = step = step + 1
-            measured.step(done, time.perf_counter())
-            if done == self._refit_at:  # at least eta's warm-up and measured steps in: a pace is known
-                self._refit(done, tic, measured)
-            self.events.step(done, global_loss, lr, batch_size=train.batch_size * distributed.world_size())
-            evaluating = done % train.eval_every == 0 or done == train.max_steps
-            every_ckpt = train.checkpoint_every or train.eval_every  # read each step: _refit may change both
-            saving = done % every_ckpt == 0 or done == train.max_steps or due or stopping
+
+        while step < self.plan.max_steps:  # a budgeted run's plan may change at each save
+            plan = self.plan
+            global_loss, stopping, due, pace_due = math.nan, False, False, False
+            generator = seeding.start_step(seed, step, rank)  # before the batch: a reader may draw too
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in next(batches).items()}
+            lr = learning_rate(self.config, plan, step)
+            train_step(self.train_model, self.model.task, self.optimizer, batch, step=step,
+                       autocast=self.train_autocast, lr=lr, generator=generator, grad_clip=train.grad_clip,
+                       before_backward=consensus)
+            done = step = self.step = step + 1
+            now = self.clock()
+            self.pace.step(done, now)
+            window.step(done, now, start)
+            self.events.step(done, global_loss, lr, batch_size=plan.batch_size * distributed.world_size())
+            look = done == plan.look_step
+            evaluating = plan.evaluates(done) or (look and budget.look_evaluates(self.config))
+            saving = plan.saves(done) or due or stopping
             # A finite loss can still come with an update that made the weights inf or NaN: never save those
             # over the last good checkpoint. Checked only when saving or evaluating (it costs a sync).
             if (evaluating or saving) and not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
                 raise self._diverged(f"the weights are not finite after step {done}")
+            eval_tic = self.clock()
             if evaluating and not stopping:  # a stop asked for should not wait for an evaluation
-                last_metrics = {"step": done, "loss": global_loss, **self.evaluate(train.eval_batches),
-                                "seconds": round(time.perf_counter() - tic, 2)}
+                limit = plan.eval_batches
+                if look:  # a first look, kept cheap
+                    limit = min(budget.LOOK_EVAL_BATCHES, limit or budget.LOOK_EVAL_BATCHES)
+                last_metrics = {"step": done, "loss": global_loss, **self.validate(limit),
+                                "seconds": round(self.clock() - tic, 2)}
+                self.metrics = last_metrics
                 improved = self._better(last_metrics)
             log = evaluating and not stopping
+            if (saving or pace_due) and plan.budget_seconds is not None and not stopping:
+                self._replan(done, self._spent(), window, "look" if look else "checkpoint" if saving else "pace")
+                last_plan = self.clock()
             if log or saving:
                 self._write_outputs(done, last_metrics, log=log, best=log and improved, last=saving)
-                last_save = time.perf_counter() if saving else last_save
+                last_save = self.clock() if saving else last_save
+            if log and look:  # the first look: what the model draws a minute in
+                self._write_pictures(done)
+            if evaluating or saving:
+                seconds = self.clock() - eval_tic
+                if evaluating:
+                    self.pace.evaluated(seconds)
+                window.paused(seconds)
             if stopping:
                 raise Interrupted(self._kept(f"{stop.signal_name or 'stopped'} at step {done}"))
-        if start >= train.max_steps and self.is_main:
-            self.events.note(f"already at step {start} of {train.max_steps}: nothing to train")
+        if start >= self.plan.max_steps and self.is_main:
+            self.events.note(f"already at step {start} of {self.plan.max_steps}: nothing to train")
         return last_metrics
+
+    def _replan(self, step: int, spent: float, window: Window, reason: str) -> None:
+        """``train.time_budget_minutes``: plan the rest of the run from the pace kept since the last plan
+        and the budget left. Rank 0's clock decides for every rank. Before the checkpoint of ``step``, so
+        that ``last`` holds the plan the run goes on with."""
+        assert self.plan is not None and self.pace is not None
+        pace = window.seconds_per_step() or self.pace.step_seconds()
+        if pace is None:
+            return
+        pace, spent = distributed.from_rank0(pace), distributed.from_rank0(spent)
+        eval_s = self.pace.eval_seconds()
+        plan = budget.replan(self.config, self.plan, step, spent=spent, seconds_per_step=pace,
+                             seconds_per_eval=None if eval_s is None else distributed.from_rank0(eval_s), reason=reason)
+        window.restart()
+        if plan == self.plan:
+            return
+        old = self.plan
+        self._set_plan(plan, reason)
+        self.pace.max_steps, self.pace.eval_every = plan.max_steps, plan.eval_every
+        if self.is_main and reason != "pace" and (plan.max_steps != old.max_steps or reason == "look"):
+            self.events.note(f"re-planned at step {step:,} ({reason}): {pace:.3g} s a step since the last plan, "
+                             f"so {plan.max_steps:,} steps x {plan.batch_size} in all, evaluating every "
+                             f"{plan.eval_every:,}")
 
 
 def run_config(config: Config, components: Components, *, resume: bool = False, overwrite: bool = False,
-               listeners: Iterable[object] = ()) -> dict[str, Any]:
+               listeners: Iterable[object] = (), clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Train ``config`` end to end; returns the last evaluation's metrics.
 
     ``overwrite`` starts over in a run.dir that holds a run; without it (or ``resume``) that is an error.
     ``listeners`` are objects with ``@hookimpl`` methods of run-event hooks that listen to this run
-    besides the registered listeners (rank 0 only).
+    besides the registered listeners (rank 0 only). ``clock`` is what the run times itself by (a time
+    budget, the ETA, ``train.checkpoint_minutes``): tests inject one.
     """
     try:
-        return Runner(config, components, listeners).run(resume=resume, overwrite=overwrite)
+        return Runner(config, components, listeners, clock).run(resume=resume, overwrite=overwrite)
     except OSError as exc:  # a missing file, a full disk, a read-only run.dir
         where = exc.filename or f"run.dir {config.run.dir}"  # no name: most likely a write there
         raise DataError(f"cannot access {where}: {exc.strerror or exc}") from exc

@@ -60,6 +60,15 @@ class Task:
 
     def __init__(self, *, config: Config, info: DataInfo):
         self.config, self.info = config, info
+        self.plan: Any = None  # the run's framegru.plan.Plan in force, which the runner hands to its task
+
+    def progress(self, step: int) -> float:
+        """The fraction of training done after ``step`` steps, which schedules follow: the run's plan's
+        (:meth:`framegru.plan.Plan.progress`, which follows a time budget's re-plans), else
+        ``step / train.max_steps``."""
+        if self.plan is not None:
+            return self.plan.progress(step)
+        return min(1.0, step / max(self.config.train.max_steps, 1))
 
     def forward(self, model: nn.Module, batch: dict[str, Tensor], *, step: int | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
@@ -121,4 +130,3 @@ def score_batches(model: nn.Module, batches: Iterable[dict[str, Tensor]], device
     return metrics.result()
 
 
-evaluate = score_batches  # the name runner.py and budget.py still import

@@ -31,7 +31,7 @@ def _count(what, limit):
     return _calls[what] == limit
 
 
-_training_loss, _evaluate = tasks.Task.training_loss, runner.evaluate
+_training_loss, _evaluate = tasks.Task.training_loss, runner.score_batches
 
 
 def training_loss(*args, **kwargs):
@@ -62,7 +62,7 @@ def evaluate(model, batches, device, autocast):
 
 
 if os.environ.get("RANK", "0") == "0":
-    tasks.Task.training_loss, runner.evaluate, runner.Runner._loop = training_loss, evaluate, loop  # every task's step
+    tasks.Task.training_loss, runner.score_batches, runner.Runner._loop = training_loss, evaluate, loop  # every task's step
 '''
 
 

@@ -16,7 +16,7 @@ import torch
 from framegru import timing
 from framegru.bench import EngineSizes, bench_decode, bench_engine, bench_train, convgru_flops
 from framegru.cli import main
-from framegru.engine import ConvGRU, Plan
+from framegru.engine import ConvGRU, ExecutionPlan
 from framegru.textbook import TextbookConvGRU, textbook_from
 
 from video_data import ramp_video
@@ -28,7 +28,7 @@ TINY = ["--batch", "2", "--time", "3", "--channels", "3", "--size", "6", "--hidd
 DATA = Path(os.environ.get("FRAMEGRU_DATA", "/work/shared/data"))
 
 
-@pytest.mark.parametrize("plan", [Plan(), Plan(fused=False, channels_last=False)])
+@pytest.mark.parametrize("plan", [ExecutionPlan(), ExecutionPlan(fused=False, channels_last=False)])
 def test_textbook_computes_what_the_engine_computes_with_the_same_weights(plan):
     torch.manual_seed(0)
     engine = ConvGRU(3, [4, 5], 3, num_layers=2, plan=plan)

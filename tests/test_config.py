@@ -188,3 +188,12 @@ def test_every_shipped_config_has_a_cpu_section():
         config = load_config(path, ["train.device=cpu"])
         assert config.device_section == "cpu", path.name
         assert config.train.init is None, path.name  # a fine-tune start would tie it to one class count
+
+
+def test_a_loaded_config_is_frozen():
+    import pydantic
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "moving_mnist.yaml", ["train.device=cpu"])
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        config.train.max_steps = 3
+    assert config.layers.origin(("train", "batch_size")).startswith("per_device.cpu")

@@ -147,7 +147,7 @@ def opened_listeners(config, components):
     from framegru.events import RunEvents
 
     run = SimpleNamespace(config=config, dir=Path("unused"))
-    events = RunEvents(components, run)
+    events = RunEvents(components, lambda: run)
     events.open()
     try:
         return [type(listener).__name__ for listener in events._listening]

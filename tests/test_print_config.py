@@ -68,3 +68,14 @@ def test_config_shows_the_frame_size_a_switched_reader_gets(capsys):
     assert main(args) == 0
     data = json.loads(capsys.readouterr().out)["data"]
     assert data["size"] == [32, 32] and data["reader"]["size"] == [32, 32]
+
+
+def test_config_origin_names_the_layer_that_set_each_key(capsys):
+    path = ROOT / "configs" / "moving_mnist.yaml"
+    assert main(["config", str(path), "train.device=cpu", "train.max_steps=50", "--origin"]) == 0
+    lines = dict(reversed(line.split("\t")) for line in capsys.readouterr().out.splitlines())
+    assert lines["train.max_steps: 50"] == "command line"
+    assert lines["model.engine.hidden: [96, 96]"] == f"per_device.cpu ({path})"
+    assert lines["train.optimizer: muon"] == f"file {path}"
+    assert lines["train.label_smoothing: 0.0"] == "default"
+    assert lines["train.time_budget_minutes: null"] == "explicit values win"  # a step count given cancels the budget

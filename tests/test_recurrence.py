@@ -7,12 +7,12 @@ import itertools
 import pytest
 import torch
 
-from framegru.engine import FASTEST, ConvGRU, ConvGRUCell, Plan
+from framegru.engine import FASTEST, ConvGRU, ConvGRUCell, ExecutionPlan
 from framegru.recurrence import FusedLayer, run_layer
 from framegru.timing import cpu_peak_bytes
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-REFERENCE = Plan(fused=False, channels_last=False)  # plain autograd, one ConvGRUCell.recur per step
+REFERENCE = ExecutionPlan(fused=False, channels_last=False)  # plain autograd, one ConvGRUCell.recur per step
 
 
 def reference_layer(cell: ConvGRUCell, x: torch.Tensor, h0, reverse: bool) -> torch.Tensor:
@@ -73,7 +73,7 @@ def test_fused_layer_passes_gradcheck(keep, input_kernel):
     assert torch.autograd.gradcheck(layer, (x, h0, w_in, b_in, w_zr, w_n), eps=1e-6, atol=1e-5)
 
 
-def _pair(plan: Plan, **options) -> tuple[ConvGRU, ConvGRU]:
+def _pair(plan: ExecutionPlan, **options) -> tuple[ConvGRU, ConvGRU]:
     torch.manual_seed(0)
     reference = ConvGRU(3, [5, 4], [3, (1, 3)], num_layers=2, plan=REFERENCE, **options)
     model = ConvGRU(3, [5, 4], [3, (1, 3)], num_layers=2, plan=plan, **options)
@@ -82,11 +82,11 @@ def _pair(plan: Plan, **options) -> tuple[ConvGRU, ConvGRU]:
 
 
 PLANS = {
-    "fused channels_last": Plan(channels_last=True),
-    "fused nchw": Plan(channels_last=False),
-    "fused per-step inputs": Plan(batch_inputs=False),
-    "autograd channels_last": Plan(fused=False, channels_last=True),
-    "autograd per-step inputs": Plan(fused=False, batch_inputs=False),
+    "fused channels_last": ExecutionPlan(channels_last=True),
+    "fused nchw": ExecutionPlan(channels_last=False),
+    "fused per-step inputs": ExecutionPlan(batch_inputs=False),
+    "autograd channels_last": ExecutionPlan(fused=False, channels_last=True),
+    "autograd per-step inputs": ExecutionPlan(fused=False, batch_inputs=False),
 }
 
 
@@ -141,7 +141,7 @@ def test_checkpoint_time_needs_less_memory_and_gives_the_same_gradients():
 
 def test_a_second_backward_through_the_same_graph_recomputes_and_agrees():
     torch.manual_seed(0)
-    model = ConvGRU(2, 3, 3, plan=Plan())
+    model = ConvGRU(2, 3, 3, plan=ExecutionPlan())
     x = torch.randn(1, 4, 2, 5, 5, requires_grad=True)
     loss = model(x)[0].square().sum()
     first = torch.autograd.grad(loss, [x, *model.parameters()], retain_graph=True)
@@ -152,7 +152,7 @@ def test_a_second_backward_through_the_same_graph_recomputes_and_agrees():
 
 def test_double_backward_needs_the_autograd_plan():
     x = torch.randn(1, 3, 2, 4, 4, requires_grad=True)
-    (g,) = torch.autograd.grad(ConvGRU(2, 3, 3, plan=Plan())(x)[0].sum(), x, create_graph=True)
+    (g,) = torch.autograd.grad(ConvGRU(2, 3, 3, plan=ExecutionPlan())(x)[0].sum(), x, create_graph=True)
     with pytest.raises(RuntimeError):  # the fused backward is once_differentiable
         g.sum().backward()
     (g,) = torch.autograd.grad(ConvGRU(2, 3, 3, plan=REFERENCE)(x)[0].sum(), x, create_graph=True)
@@ -185,13 +185,13 @@ def test_step_by_step_equals_forward_under_the_fastest_plan():
 
 
 def test_state_dict_names_are_the_checkpoint_format():
-    names = set(ConvGRU(3, 4, 3, num_layers=2, plan=Plan(channels_last=True)).state_dict())
+    names = set(ConvGRU(3, 4, 3, num_layers=2, plan=ExecutionPlan(channels_last=True)).state_dict())
     assert names == {f"layers.{i}.{p}" for i in range(2)
                      for p in ("input_conv.weight", "input_conv.bias", "hidden_zr.weight", "hidden_n.weight")}
 
 
 def test_bf16_autocast_on_cpu_agrees_loosely():
-    reference, model = _pair(Plan(channels_last=True))
+    reference, model = _pair(ExecutionPlan(channels_last=True))
     x = torch.rand(2, 5, 3, 6, 6, requires_grad=True)
     expected, _ = reference(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -209,7 +209,7 @@ def test_fastest_has_a_plan_for_cpu_and_cuda():
 @pytest.mark.slow
 def test_compiled_step_agrees_with_the_reference_in_fp32():
     pytest.importorskip("torch._inductor")
-    reference, model = _pair(Plan(fused=False, compile_step=True))
+    reference, model = _pair(ExecutionPlan(fused=False, compile_step=True))
     x = torch.randn(2, 4, 3, 5, 4, requires_grad=True)
     torch.testing.assert_close(model(x)[0], reference(x)[0], rtol=1e-5, atol=1e-6)
 

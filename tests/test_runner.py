@@ -430,3 +430,32 @@ def test_the_start_line_states_the_checkpoint_cadence_the_loop_keeps(config_path
     assert main(["run", str(config_path), "train.max_steps=6", "train.eval_every=4", *overrides]) == 0
     err = capfd.readouterr().err
     assert cadence in err, err
+
+
+def test_listeners_get_a_read_only_run_context_that_still_answers_the_old_names(config_path):
+    import dataclasses
+
+    from framegru.context import RunContext
+
+    seen = {}
+
+    class Listener:
+        @hookimpl
+        def framegru_run_plan(self, run, plan, reason):
+            seen.setdefault("plans", []).append((reason, plan.max_steps, run.plan == plan))
+
+        @hookimpl
+        def framegru_run_evaluated(self, run, step, metrics):
+            seen["context"] = run
+            assert run.step == step and dict(run.metrics) == metrics  # the evaluation it tells of
+            with pytest.warns(DeprecationWarning, match="run.optimizer"):
+                seen["optimizer"] = run.optimizer  # a Runner attribute, not the context's
+
+    config = load_config(config_path, ["train.max_steps=8", "train.eval_every=8"])
+    run_config(config, components_for(config), listeners=[Listener()])
+    run = seen["context"]
+    assert isinstance(run, RunContext) and seen["plans"] == [("config", 8, True)]
+    assert run.config is config and run.dir == config.run.dir and run.model is not None and run.rank == 0
+    assert run.plan.max_steps == 8 and run.eta_seconds == 0 and seen["optimizer"] is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.step = 3

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from .. import timing
-from ..engine import ConvGRU, Plan, fastest_plan
+from ..engine import ConvGRU, ExecutionPlan, fastest_plan
 from ..errors import UsageError
 from ..textbook import textbook_from
 
@@ -60,7 +60,7 @@ def convgru_flops(s: EngineSizes, textbook: bool = False) -> tuple[float, float]
     return forward, 3 * forward - no_input_grad
 
 
-def _models(s: EngineSizes, device: torch.device, plans: dict[str, Plan]) -> dict[str, torch.nn.Module]:
+def _models(s: EngineSizes, device: torch.device, plans: dict[str, ExecutionPlan]) -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
     engine = ConvGRU(s.channels, s.hidden, s.kernel, num_layers=len(s.hidden)).to(device)
     models: dict[str, torch.nn.Module] = {"textbook": textbook_from(engine)}
@@ -177,13 +177,13 @@ def _variants(s: EngineSizes, device: torch.device, x: torch.Tensor, repeats: in
               compile_step: bool) -> dict:
     """Every plan the engine could run, timed against each other: the evidence behind ``FASTEST``."""
     plans = {
-        "fused, batched inputs, channels_last": Plan(channels_last=True),
-        "fused, batched inputs, nchw": Plan(),
-        "fused, per-step inputs, nchw": Plan(batch_inputs=False),
-        "autograd, per-step inputs, nchw": Plan(fused=False, batch_inputs=False),
+        "fused, batched inputs, channels_last": ExecutionPlan(channels_last=True),
+        "fused, batched inputs, nchw": ExecutionPlan(),
+        "fused, per-step inputs, nchw": ExecutionPlan(batch_inputs=False),
+        "autograd, per-step inputs, nchw": ExecutionPlan(fused=False, batch_inputs=False),
     }
     if compile_step:
-        plans["autograd compiled, per-step inputs, nchw"] = Plan(fused=False, batch_inputs=False, compile_step=True)
+        plans["autograd compiled, per-step inputs, nchw"] = ExecutionPlan(fused=False, batch_inputs=False, compile_step=True)
     models = _models(s, device, plans)
     out: dict = {}
     for mode, train in (("inference", False), ("training", True)):

@@ -28,6 +28,7 @@ def bench_train(config_path: Path, overrides: list[str], device: torch.device, s
     from ..optimization import make_optimizer
     from ..batches import build_reader
     from ..device import autocast_for
+    from ..training_step import train_step
 
     # The top-level model on every machine, not the per_device one: figures stay comparable across machines.
     config = load_config(config_path, [*TRAIN_OVERRIDES, *overrides, f"train.device={device.type}"], per_device=False)
@@ -40,18 +41,14 @@ def bench_train(config_path: Path, overrides: list[str], device: torch.device, s
     fns, models = {}, {}
     for name, checkpointed in (("engine", False), ("engine checkpoint_time", True)):
         torch.manual_seed(config.seed)
-        spec = config.model_copy(deep=True)
-        spec.model.engine.checkpoint_time = checkpointed
+        engine = config.model.engine.model_copy(update={"checkpoint_time": checkpointed})
+        spec = config.model_copy(update={"model": config.model.model_copy(update={"engine": engine})})
         model = build_model(spec, components, dataset.info).to(device).train()
         optimizer = make_optimizer(model, config)
 
         def run(model=model, optimizer=optimizer, count=steps):
-            for batch in batches[:count]:
-                with autocast():
-                    loss = model.task.training_loss(model, batch, step=0)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+            for batch in batches[:count]:  # the loop's own step, as the budget's probe times it
+                train_step(model, model.task, optimizer, batch, step=0, autocast=autocast)
 
         fns[name], models[name] = run, model
     times = timing.interleaved(fns, device, repeats, warmup=1)

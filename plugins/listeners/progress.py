@@ -4,14 +4,13 @@ where stderr is not a terminal."""
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from framegru import Pace, format_about, format_clock, format_metrics, hookimpl, world_size
+from framegru import format_about, format_clock, format_metrics, hookimpl
 
 
 def device_summary(runner: Any) -> str:
@@ -32,11 +31,9 @@ def device_summary(runner: Any) -> str:
     return f"{runner.device} ({'bf16 autocast' if train.amp else 'fp32'})"
 
 
-def eval_batch_count(runner: Any) -> int:
-    """Batches per evaluation on this rank's share: the validation set's, capped by ``train.eval_batches``."""
-    train = runner.config.train
-    batches = math.ceil(len(runner.val_set) / (train.batch_size * world_size()))
-    return min(batches, train.eval_batches) if train.eval_batches else batches
+def eval_batch_count(run: Any) -> int:
+    """Batches per evaluation on this rank's share (the run's own count, from its plan)."""
+    return run.eval_batch_count
 
 
 def data_summary(runner: Any) -> str:
@@ -51,31 +48,34 @@ def data_summary(runner: Any) -> str:
             f"validation {kind}, frames {size} (CxHxW){classes}")
 
 
-def plan(runner: Any, start_step: int) -> list[str]:
+def plan(run: Any, start_step: int) -> list[str]:
     """What a run will do, in a few lines: the model, the device, the steps and the outputs."""
-    cfg, train = runner.config, runner.config.train
+    cfg, train, chosen = run.config, run.config.train, run.plan
     section = f"; per_device.{cfg.device_section} applied" if cfg.device_section else ""
-    params = sum(p.numel() for p in runner.model.parameters())
+    params = sum(p.numel() for p in run.model.parameters())
     minutes = f" and every {train.checkpoint_minutes:g} min" if train.checkpoint_minutes else ""
-    # The loop's own rule (runner._loop): checkpoint_every steps, else at each evaluation.
-    steps = (f"every {train.checkpoint_every:,} steps" if train.checkpoint_every
-             else f"at evaluations (every {train.eval_every:,} steps)")
+    # The plan's own rule (Plan.saves_at): checkpoint_every steps where set, else at each evaluation.
+    steps = (f"every {chosen.checkpoint_every:,} steps" if chosen.checkpoint_every
+             else f"at evaluations (every {chosen.eval_every:,} steps)")
+    budget = "; planned again at each save to keep to train.time_budget_minutes" if chosen.budget_seconds else ""
     return [
         f"[bold]framegru run[/bold] {cfg.data.reader.name} → {cfg.model.backbone.name} → ConvGRU "
-        f"{cfg.model.engine.hidden} → {cfg.model.head.name}; {params:,} parameters; run dir {runner.dir}",
-        data_summary(runner),
-        f"device {device_summary(runner)}{section}",
-        f"{train.max_steps - start_step:,} steps x {train.batch_size * world_size()} "
-        f"(steps {start_step:,} → {train.max_steps:,}); evaluating {eval_batch_count(runner)} batches every "
-        f"{train.eval_every:,} steps; checkpoint 'last' {steps}{minutes} and at the end",
+        f"{cfg.model.engine.hidden} → {cfg.model.head.name}; {params:,} parameters; run dir {run.dir}",
+        data_summary(run),
+        f"device {device_summary(run)}{section}",
+        f"{chosen.max_steps - start_step:,} steps x {chosen.batch_size * run.world_size} "
+        f"(steps {start_step:,} → {chosen.max_steps:,}); evaluating {run.eval_batch_count} batches every "
+        f"{chosen.eval_every:,} steps; checkpoint 'last' {steps}{minutes} and at the end{budget}",
     ]
 
 
 class ProgressDisplay:
     """Shows a run on the terminal (stderr, so stdout stays clean for ``--json``).
 
-    Where stderr is not a terminal (``nohup``, a cluster's log file) a live bar draws nothing until the
-    end, so a plain progress line is printed every ``log_every_s`` seconds instead.
+    The steps, the ETA and a re-plan come from the run (``run.plan``, ``run.eta_seconds``): the bar, the
+    plain lines and a resumed run all show the same figures. Where stderr is not a terminal (``nohup``, a
+    cluster's log file) there is no live bar, whose lines would land in the log, but a plain progress line
+    every ``log_every_s`` seconds.
     """
 
     def __init__(self, console: Console | None = None, log_every_s: float = 60.0):
@@ -83,69 +83,64 @@ class ProgressDisplay:
         self.progress: Progress | None = None
         self.log_every_s = log_every_s
         self.clock = time.perf_counter
+        self._announced = False
 
     @hookimpl
     def framegru_run_start(self, run: Any, step: int) -> None:
-        runner, start_step = run, step
-        cfg = runner.config
-        for line in plan(runner, start_step):
+        start_step = step
+        for line in plan(run, start_step):
             self.console.print(line, highlight=False)
         if start_step:
             self.console.print(f"resuming from step {start_step}")
-        self.pace = Pace(start_step=start_step, max_steps=cfg.train.max_steps, eval_every=cfg.train.eval_every,
-                         eval_batches=eval_batch_count(runner))
-        self._announced = False
-        self.progress = Progress(
-            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
-            TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=self.console, transient=False,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task("train", total=cfg.train.max_steps, completed=start_step,
-                                           loss="loss —", speed="", eta="ETA measuring…")
+        self._start_step = start_step
+        if self.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
+                TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=self.console, transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=run.plan.max_steps, completed=start_step,
+                                               loss="loss —", speed="", eta="ETA measuring…")
         self._tic, self._samples, self._steps = self.clock(), 0, 0
         self._logged = self._tic
-        self._last_step_time = self._tic
 
-    def eta_text(self, step: int) -> str:
-        remaining = self.pace.remaining(step)
-        return "ETA measuring…" if remaining is None else f"ETA {format_clock(remaining)}"
+    @hookimpl
+    def framegru_run_plan(self, plan: Any) -> None:
+        if self.progress:
+            self.progress.update(self.task, total=plan.max_steps)
+
+    @staticmethod
+    def eta_text(run: Any) -> str:
+        return "ETA measuring…" if run.eta_seconds is None else f"ETA {format_clock(run.eta_seconds)}"
 
     @hookimpl
     def framegru_run_step(self, run: Any, step: int, loss: float, lr: float, batch_size: int) -> None:
         now = self.clock()
-        train = run.config.train
-        if train.max_steps != self.pace.max_steps:  # a budgeted run re-timed itself (framegru.budget)
-            self.pace.max_steps = train.max_steps
-            self.pace.eval_every = train.eval_every
-            if self.progress:
-                self.progress.update(self.task, total=train.max_steps)
         self._samples += batch_size
         self._steps += 1
-        self._last_step_time = now
-        self.pace.step(step, now)
         elapsed = max(now - self._tic, 1e-9)
-        eta = self.eta_text(step)
-        if not self._announced and self.pace.total() is not None:
+        eta = self.eta_text(run)
+        if not self._announced and run.eta_seconds is not None:
             self._announced = True
             # On a resume the run's earlier part is not timed here: "whole run" would only repeat "to go".
-            span = (f"whole run {format_about(self.pace.total() or 0).removeprefix('about ')}" if not self.pace.start_step
-                    else f"resumed at step {self.pace.start_step:,} of {self.pace.max_steps:,}")
-            self.console.print(f"{format_about(self.pace.remaining(step) or 0)} to go "
-                               f"({self.pace.step_seconds():.2f} s/step measured, evaluations included; {span})",
+            whole = run.eta_seconds + run.step_seconds * (step - run.start_step)
+            span = (f"whole run {format_about(whole).removeprefix('about ')}" if not run.start_step
+                    else f"resumed at step {run.start_step:,} of {run.plan.max_steps:,}")
+            self.console.print(f"{format_about(run.eta_seconds)} to go "
+                               f"({run.step_seconds:.2f} s/step measured, evaluations included; {span})",
                                highlight=False)
         if self.progress:
             self.progress.update(self.task, completed=step, loss=f"loss {loss:.4f}",
                                  speed=f"{self._samples / elapsed:.1f} samples/s", eta=eta)
-        if not self.console.is_terminal and now - self._logged >= self.log_every_s:
+        elif now - self._logged >= self.log_every_s:
             self._logged = now
-            self.console.print(f"step {step}/{self.pace.max_steps}  loss {loss:.4f}  lr {lr:.3g}  "
+            self.console.print(f"step {step}/{run.plan.max_steps}  loss {loss:.4f}  lr {lr:.3g}  "
                                f"{self._samples / elapsed:.1f} samples/s  {elapsed / self._steps:.2f} s/step  "
                                f"{eta}", highlight=False)
 
     @hookimpl
     def framegru_run_evaluated(self, step: int, metrics: dict[str, Any]) -> None:
-        self.pace.evaluated(self.clock() - self._last_step_time)
         self.console.print(f"[cyan]eval @ {step}[/cyan]  {format_metrics(metrics)}")
 
     @hookimpl

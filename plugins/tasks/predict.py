@@ -48,12 +48,12 @@ class NextFramePrediction(Task):
 
     def teacher(self, step: int) -> tuple[float, float]:
         """The probabilities of feeding the true frame at ``step``, within the context and after it."""
-        train = self.config.train
+        done = self.progress(step)  # the fraction of training done: a time budget's re-plans move it
         if self.reverse_sampling > 0:
-            progress = min(1.0, step / (self.reverse_sampling * train.max_steps))
+            progress = min(1.0, done / self.reverse_sampling)
             return 0.5 + 0.5 * progress, 0.5 * (1 - progress)
-        ramp = train.scheduled_sampling * train.max_steps
-        return 1.0, (max(0.0, 1.0 - step / ramp) if ramp > 0 else 0.0)
+        ramp = self.config.train.scheduled_sampling
+        return 1.0, (max(0.0, 1.0 - done / ramp) if ramp > 0 else 0.0)
 
     def loss(self, output: Tensor, batch: dict[str, Tensor]) -> Tensor:
         output, target = output.float(), batch["video"][:, 1:].float()
