@@ -1,5 +1,5 @@
 #!/bin/bash
-# The script behind BENCHMARKS.md "On a GPU" (2026-12-04, one H200), as it ran there in one call of 521 s:
+# The script behind benchmarks/LOG.md "On a GPU" (2026-12-04, one H200), as it ran there in one call of 521 s:
 # installs, the CUDA tests, two Moving MNIST trainings side by side (the recipe given as overrides, before
 # it became configs/moving_mnist.yaml's GPU recipe) with the whole suite beside them, then the engine
 # benchmark and the old GPU recipe's pace. Run from the repository root on the GPU machine; results in $OUT.

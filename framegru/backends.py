@@ -21,7 +21,7 @@ from .model import FrameModel
 BACKENDS = ("torch", "onnxruntime")
 
 # A batch-1 step is dispatch-bound, and ONNX Runtime dispatches with far less overhead on the CPU; CUDA
-# keeps PyTorch, not measured against it yet (BENCHMARKS.md, "Streaming step").
+# keeps PyTorch, not measured against it yet (benchmarks/LOG.md, "Streaming step").
 FASTEST_BACKEND: dict[str, str] = {"cpu": "onnxruntime", "cuda": "torch"}
 
 

@@ -12,7 +12,7 @@ neither ends the run early nor overruns it. The schedules follow the fraction of
 With ``train.larger_batch`` the probe first times steps of the larger batch: where the budget affords
 at least its ``min_steps`` of them, the run trains in them at its rate, else as configured. On a CPU with
 AMX a step of 64 sequences costs less than four of 16 and the fewer, larger updates learn more in the
-hour; on a slow CPU the hour holds too few of them (BENCHMARKS.md, "Batches of 64 in the CPU hour").
+hour; on a slow CPU the hour holds too few of them (benchmarks/LOG.md, "Batches of 64 in the CPU hour").
 
 Every plan is stored in the checkpoints and ``--resume`` continues with the one in ``last``.
 """

@@ -44,6 +44,6 @@ def autocast_for(device: torch.device, amp: bool, cpu_bf16: bool | str = False):
 
 def cpu_has_native_bf16() -> bool:
     """AVX-512 BF16 or AMX. Without either, CPU bf16 autocast is emulated, far slower than fp32, so
-    ``auto`` stays fp32 (BENCHMARKS.md, "The main job on a CPU without native bf16")."""
+    ``auto`` stays fp32 (benchmarks/LOG.md, "The main job on a CPU without native bf16")."""
     checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(check() for check in checks if check) or not any(checks)  # a torch without the probes: don't guess

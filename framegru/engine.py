@@ -152,7 +152,7 @@ class ExecutionPlan:
     compile_step: bool = False
 
 
-# Batched inputs in channels-last timed best on CPU and CUDA (BENCHMARKS.md, "Engine", "The engine on CUDA").
+# Batched inputs in channels-last timed best on CPU and CUDA (benchmarks/LOG.md, "Engine", "The engine on CUDA").
 FASTEST: dict[str, ExecutionPlan] = {
     "cpu": ExecutionPlan(channels_last=True),
     "cuda": ExecutionPlan(channels_last=True),

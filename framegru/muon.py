@@ -2,7 +2,7 @@
 
 Muon (Keller Jordan, 2024) steps each weight matrix along its momentum made orthogonal by a Newton-Schulz
 iteration, so that every direction of the matrix moves at the same rate. The CPU main job's model learns
-more with it than with AdamW in the same time (BENCHMARKS.md, "Muon instead of AdamW").
+more with it than with AdamW in the same time (benchmarks/LOG.md, "Muon instead of AdamW").
 
 Why not ``torch.optim.Muon``: it takes only 2-D parameters, where every weight of a ConvGRU is a 4-D
 kernel, and it always iterates in bf16, which a CPU without AVX-512 BF16 or AMX emulates slowly (the same

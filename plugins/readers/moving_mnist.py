@@ -17,7 +17,7 @@ from .mnist_files import load_mnist
 EVAL_SEED = 2024
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 # Training sequences by default: more than any run reads, since a model memorizes the sequences it sees
-# again (BENCHMARKS.md, "Long runs memorized their training pool").
+# again (benchmarks/LOG.md, "Long runs memorized their training pool").
 TRAIN_SEQUENCES = 10_000_000
 
 
