@@ -41,7 +41,7 @@ def spin(seconds: float) -> None:
 
 def one_run(config: str, minutes: float, busy_minutes: float, extra: list[str]) -> dict:
     """One budgeted run, busy for its first ``busy_minutes``; what it reports of itself."""
-    from framegru import checkpoint
+    from framegru.io import checkpoint
 
     with tempfile.TemporaryDirectory() as folder:
         run_dir = Path(folder) / "run"
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--quiet-too", action="store_true", help="also run without the busy process")
     parser.add_argument("overrides", nargs="*", help="more config overrides")
     args = parser.parse_args()
-    from framegru.timing import machine
+    from framegru.runtime.timing import machine
 
     import torch
 

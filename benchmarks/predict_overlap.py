@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-from framegru.backends import BACKENDS, with_backend
-from framegru.config import load_config
-from framegru.data import DataInfo
-from framegru.model import build_model
-from framegru.plugin_manager import load_components
-from framegru.predict import model_threads, open_model, predict_video, to_image, to_tensor
-from framegru.video import FrameStream
+from framegru.apps.predict import model_threads, open_model, predict_video, to_image, to_tensor
+from framegru.config.config import load_config
+from framegru.deploy.backends import BACKENDS, with_backend
+from framegru.io.video import FrameStream
+from framegru.model.data_info import DataInfo
+from framegru.model.frame_model import build_model
+from framegru.plugin_manager.host import load_components
 
 
 def decode_only(video: Path, info: DataInfo, limit: int | None) -> tuple[int, float]:

@@ -2,7 +2,7 @@
 
 This module is framegru's public API: everything a plugin needs, and the only thing a plugin imports
 (framegru's own plugins in ``framegru_plugins`` import nothing else, as a test checks). The names in
-:data:`__all__` are public and kept stable; every submodule (``framegru.runner``, ``framegru.config``,
+:data:`__all__` are public and kept stable; every submodule (``framegru.training.runner``, ``framegru.config.config``,
 ...) is private to framegru and may change or move in any release.
 
 The core is the engine (:class:`ConvGRU`, :class:`ConvGRUCell`); readers, backbones, heads, tasks, run
@@ -18,67 +18,71 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .data import DataInfo, missing_data
-from .engine import ConvGRU, ConvGRUCell, rows_to_still, still_to_rows
+from .engine.convgru import ConvGRU, ConvGRUCell, rows_to_still, still_to_rows
 from .errors import DataError, FramegruError, UsageError
 from .hookspecs import hookimpl
+from .model.data_info import DataInfo, missing_data
 
 if TYPE_CHECKING:
-    from .blocks import conv_block
-    from .camera import LiveCapture, fit_image
-    from .cli import add_framegru_commands, components_for
-    from .device import cpu_has_native_bf16
-    from .distributed import world_size
-    from .eta import Pace
-    from .images import decode_image, read_image
-    from .json_output import dumps as json_dumps
-    from .metrics import ClassifyMetrics, PredictionMetrics, format_metrics
-    from .model import FrameModel, load_model
-    from .pictures import write_pictures
-    from .tasks import Metrics, Task
-    from .video import FITS, VIDEO_EXTENSIONS, VideoProbe, read_clip
-    from .video import probe as probe_video
+    from .model.blocks import conv_block
+    from .io.camera import LiveCapture, fit_image
+    from .cli.app import add_framegru_commands, components_for
+    from .runtime.device import cpu_has_native_bf16
+    from .runtime.distributed import world_size
+    from .training.eta import Pace
+    from .io.images import decode_image, read_image
+    from .io.json_output import dumps as json_dumps
+    from .model.metrics import ClassifyMetrics, PredictionMetrics, format_metrics
+    from .model.frame_model import FrameModel, load_model
+    from .model.pictures import write_pictures
+    from .model.tasks import Metrics, Task
+    from .training.context import RunContext
+    from .training.plan import Plan
+    from .io.video import FITS, VIDEO_EXTENSIONS, VideoProbe, read_clip
+    from .io.video import probe as probe_video
 
 __version__ = "0.1.0"
 
 # Public name -> (private module, its name there): imported when first asked for.
 _LAZY: dict[str, tuple[str, str]] = {
     # tasks and models
-    "Task": ("tasks", "Task"),
-    "Metrics": ("tasks", "Metrics"),
-    "FrameModel": ("model", "FrameModel"),
-    "load_model": ("model", "load_model"),
-    "conv_block": ("blocks", "conv_block"),
+    "Task": ("model.tasks", "Task"),
+    "Metrics": ("model.tasks", "Metrics"),
+    "FrameModel": ("model.frame_model", "FrameModel"),
+    "load_model": ("model.frame_model", "load_model"),
+    "conv_block": ("model.blocks", "conv_block"),
     # metric helpers
-    "ClassifyMetrics": ("metrics", "ClassifyMetrics"),
-    "PredictionMetrics": ("metrics", "PredictionMetrics"),
-    "format_metrics": ("metrics", "format_metrics"),
-    "write_pictures": ("pictures", "write_pictures"),
+    "ClassifyMetrics": ("model.metrics", "ClassifyMetrics"),
+    "PredictionMetrics": ("model.metrics", "PredictionMetrics"),
+    "format_metrics": ("model.metrics", "format_metrics"),
+    "write_pictures": ("model.pictures", "write_pictures"),
     # image, video and camera input
-    "read_image": ("images", "read_image"),
-    "decode_image": ("images", "decode_image"),
-    "FITS": ("video", "FITS"),
-    "VIDEO_EXTENSIONS": ("video", "VIDEO_EXTENSIONS"),
-    "VideoProbe": ("video", "VideoProbe"),
-    "probe_video": ("video", "probe"),
-    "read_clip": ("video", "read_clip"),
-    "LiveCapture": ("camera", "LiveCapture"),
-    "fit_image": ("camera", "fit_image"),
+    "read_image": ("io.images", "read_image"),
+    "decode_image": ("io.images", "decode_image"),
+    "FITS": ("io.video", "FITS"),
+    "VIDEO_EXTENSIONS": ("io.video", "VIDEO_EXTENSIONS"),
+    "VideoProbe": ("io.video", "VideoProbe"),
+    "probe_video": ("io.video", "probe"),
+    "read_clip": ("io.video", "read_clip"),
+    "LiveCapture": ("io.camera", "LiveCapture"),
+    "fit_image": ("io.camera", "fit_image"),
     # what a listener shows
-    "Pace": ("eta", "Pace"),
-    "format_clock": ("eta", "clock"),
-    "format_about": ("eta", "about"),
-    "json_dumps": ("json_output", "dumps"),
-    "world_size": ("distributed", "world_size"),
-    "cpu_has_native_bf16": ("device", "cpu_has_native_bf16"),
+    "RunContext": ("training.context", "RunContext"),
+    "Plan": ("training.plan", "Plan"),
+    "Pace": ("training.eta", "Pace"),
+    "format_clock": ("training.eta", "clock"),
+    "format_about": ("training.eta", "about"),
+    "json_dumps": ("io.json_output", "dumps"),
+    "world_size": ("runtime.distributed", "world_size"),
+    "cpu_has_native_bf16": ("runtime.device", "cpu_has_native_bf16"),
     # commands: framegru's own (for its built-in commands plugin), and a command's components
-    "add_framegru_commands": ("cli", "add_framegru_commands"),
-    "components_for": ("cli", "components_for"),
+    "add_framegru_commands": ("cli.app", "add_framegru_commands"),
+    "components_for": ("cli.app", "components_for"),
 }
 
 __all__ = [
     "ClassifyMetrics", "ConvGRU", "ConvGRUCell", "DataError", "DataInfo", "FITS", "FrameModel", "FramegruError",
-    "LiveCapture", "Metrics", "Pace", "PredictionMetrics", "Task", "UsageError", "VIDEO_EXTENSIONS", "VideoProbe",
+    "LiveCapture", "Metrics", "Pace", "Plan", "PredictionMetrics", "RunContext", "Task", "UsageError", "VIDEO_EXTENSIONS", "VideoProbe",
     "add_framegru_commands", "components_for", "conv_block", "cpu_has_native_bf16", "decode_image", "fit_image", "format_about",
     "format_clock", "format_metrics", "hookimpl", "json_dumps", "load_model", "missing_data", "probe_video",
     "read_clip", "read_image", "rows_to_still", "still_to_rows", "world_size", "write_pictures",
@@ -98,3 +102,9 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+# The flat layout's module names still import, with a DeprecationWarning (framegru/_compat.py).
+from . import _compat  # noqa: E402
+
+_compat.install()

@@ -46,7 +46,7 @@ Factories are called with keyword arguments only:
 * listener: ``factory(*, run, **options) -> object | None``, with ``options`` from the config's
   ``listeners.<name>`` section (``enabled: false`` there switches it off: it is not called), called when a
   run begins on rank 0, before its data and model are built (``run`` is the
-  :class:`framegru.context.RunContext`: ``run.config`` and ``run.dir`` are set; create files in
+  :class:`framegru.training.context.RunContext`: ``run.config`` and ``run.dir`` are set; create files in
   ``framegru_run_start``, not here, so that a run that fails while building leaves nothing behind).
   It returns an object whose ``@hookimpl`` methods implement run-event hooks for that run alone, or
   ``None`` to stay out of it (a switch in the config, say). The object is unregistered when the run ends.
@@ -62,8 +62,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from .context import RunContext
-    from .plan import Plan
+    from .training.context import RunContext
+    from .training.plan import Plan
 
 hookspec = pluggy.HookspecMarker("framegru")
 hookimpl = pluggy.HookimplMarker("framegru")
@@ -101,7 +101,7 @@ def framegru_register_heads(register: Register) -> None:
 def framegru_register_tasks(register: Register) -> None:
     """Register tasks: ``register("regress", Regression)``.
 
-    A task (a :class:`framegru.tasks.Task`) owns the loss, the metrics and the choice of ``best`` of the
+    A task (a :class:`framegru.model.tasks.Task`) owns the loss, the metrics and the choice of ``best`` of the
     models whose head names it; framegru's own ``predict`` and ``classify`` are registered here too.
     """
 
@@ -136,20 +136,20 @@ def framegru_register_commands(subparsers: argparse._SubParsersAction, common: a
 
 
 # -- run events (rank 0 only, always with keywords) -----------------------------------------------
-# Every run event's ``run`` is a :class:`framegru.context.RunContext`, a read-only view of the run made
-# for that event: ``run.config`` (the resolved, frozen :class:`framegru.config.Config`), ``run.plan`` (the
-# :class:`framegru.plan.Plan` in force: steps, batch, learning rate, evaluation and checkpoint cadence),
+# Every run event's ``run`` is a :class:`framegru.training.context.RunContext`, a read-only view of the run made
+# for that event: ``run.config`` (the resolved, frozen :class:`framegru.config.config.Config`), ``run.plan`` (the
+# :class:`framegru.training.plan.Plan` in force: steps, batch, learning rate, evaluation and checkpoint cadence),
 # ``run.step``, ``run.metrics`` (the latest evaluation's), ``run.eta_seconds`` and ``run.step_seconds``
 # (the run's one ETA, the same for every listener), ``run.dir`` (a ``Path``), ``run.rank``,
 # ``run.device``, and once built ``run.model``, ``run.info`` (the reader's
-# :class:`framegru.data.DataInfo`), ``run.train_set`` and ``run.val_set``. Other names a listener read
+# :class:`framegru.model.data_info.DataInfo`), ``run.train_set`` and ``run.val_set``. Other names a listener read
 # from the Runner before still answer, with a ``DeprecationWarning``.
 @hookspec
 def framegru_run_start(run: RunContext, step: int, resumed: bool) -> None:
     """A run has built its data and model and is about to train (its first plan is made).
 
     Args:
-        run: the run's :class:`framegru.context.RunContext`.
+        run: the run's :class:`framegru.training.context.RunContext`.
         step: the step training starts from: 0, or the step of the checkpoint a resumed run continues.
         resumed: ``--resume``: anything a listener logged after ``step`` in the interrupted run is stale.
     """
@@ -157,13 +157,13 @@ def framegru_run_start(run: RunContext, step: int, resumed: bool) -> None:
 
 @hookspec
 def framegru_run_plan(run: RunContext, plan: Plan, reason: str) -> None:
-    """The run's :class:`framegru.plan.Plan` is made or changes (:mod:`framegru.plan` lists when).
+    """The run's :class:`framegru.training.plan.Plan` is made or changes (:mod:`framegru.training.plan` lists when).
 
     Told before :func:`framegru_run_start` for the first plan, and at each re-plan of a time budget
     (before the checkpoint that stores it). A listener shows ``plan.max_steps`` as the run's length.
 
     Args:
-        run: the run's :class:`framegru.context.RunContext` (``run.plan`` is ``plan``).
+        run: the run's :class:`framegru.training.context.RunContext` (``run.plan`` is ``plan``).
         plan: the plan in force from now on.
         reason: ``config`` (the config's own steps), ``probe`` (a time budget's first plan), ``resume``
             (the plan stored in ``last``), ``look`` (the early look), ``checkpoint`` (a save of ``last``) or
@@ -176,9 +176,9 @@ def framegru_run_step(run: RunContext, step: int, loss: float, lr: float, batch_
     """A training step is done.
 
     Args:
-        run: the run's :class:`framegru.context.RunContext`.
+        run: the run's :class:`framegru.training.context.RunContext`.
         step: the number of steps done, from 1 to ``run.plan.max_steps`` (which a run with
-            ``train.time_budget_minutes`` plans again at its saves: :mod:`framegru.budget`).
+            ``train.time_budget_minutes`` plans again at its saves: :mod:`framegru.training.budget`).
         loss: the step's training loss, averaged over the global batch (the same on every rank).
         lr: the learning rate the step used.
         batch_size: the global batch: ``train.batch_size`` times the number of processes.
@@ -191,7 +191,7 @@ def framegru_run_evaluated(run: RunContext, step: int, metrics: dict[str, Any]) 
     that step are written).
 
     Args:
-        run: the run's :class:`framegru.context.RunContext`.
+        run: the run's :class:`framegru.training.context.RunContext`.
         step: the steps done when it evaluated (a time budget's early look evaluates a few batches).
         metrics: ``step``, the training ``loss`` of that step, the task's metrics (``mse``, ``mae``,
             ``ssim``, ``psnr``, ``sequences`` for prediction; ``accuracy``, ... for classification) and
@@ -205,7 +205,7 @@ def framegru_run_pictures(run: RunContext, step: int, paths: list[Path]) -> None
     time budget's early look.
 
     Args:
-        run: the run's :class:`framegru.context.RunContext`.
+        run: the run's :class:`framegru.training.context.RunContext`.
         step: the step of the weights drawn.
         paths: the files written: ``predictions.png`` (rows of context, truth and prediction) and
             ``predictions.gif``.
@@ -225,7 +225,7 @@ def framegru_run_finish(run: RunContext, error: BaseException | None) -> None:
     """The run is over, after a :func:`framegru_run_start`: close files, stop displays.
 
     Args:
-        run: the run's :class:`framegru.context.RunContext`.
+        run: the run's :class:`framegru.training.context.RunContext`.
         error: ``None`` when it trained to the end, else what stopped it (an interrupt, a diverged
             loss, a full disk). An exception raised here while ``error`` is set is ignored.
     """

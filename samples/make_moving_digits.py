@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framegru.video import VideoWriter
+from framegru.io.video import VideoWriter
 from framegru_plugins.readers.mnist_files import load_mnist
 from framegru_plugins.readers.moving_mnist import bouncing_digits
 

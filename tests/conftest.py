@@ -34,7 +34,7 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def components():
-    from framegru.plugin_manager import load_components
+    from framegru.plugin_manager.host import load_components
 
     return load_components()
 
@@ -48,7 +48,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def still_tree(tmp_path_factory) -> Path:
     """A class-per-folder tree of 8x8 RGB PNGs: 12 ``horizontal`` and 12 ``vertical`` striped images."""
-    from still_data import write_image_tree
+    from tests.still_data import write_image_tree
 
     return write_image_tree(tmp_path_factory.mktemp("stills") / "tree")
 
@@ -56,8 +56,8 @@ def still_tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def still_checkpoint(tmp_path_factory, still_tree) -> Path:
     """A tiny rows classifier of ``still_tree`` trained by ``framegru run`` (horizontal vs vertical)."""
-    from framegru.cli import main
-    from still_data import tiny_rows_config, write_config
+    from framegru.cli.app import main
+    from tests.still_data import tiny_rows_config, write_config
 
     work = tmp_path_factory.mktemp("still_run")
     config = write_config(work / "tiny.yaml", tiny_rows_config(still_tree, work / "run", max_steps=30))
@@ -78,7 +78,7 @@ def moving_mnist_sequences(data_root) -> torch.Tensor:
 @pytest.fixture
 def builtins_only(monkeypatch) -> None:
     """Installed third-party framegru plugins switched off: exact lists of names are framegru's own."""
-    from hermetic import builtins_only_env
+    from tests.hermetic import builtins_only_env
 
     for name, value in builtins_only_env().items():
         monkeypatch.setenv(name, value)
@@ -87,6 +87,6 @@ def builtins_only(monkeypatch) -> None:
 @pytest.fixture
 def builtin_components(builtins_only):
     """framegru's own components alone (``components`` has every installed plugin's too)."""
-    from framegru.plugin_manager import load_components
+    from framegru.plugin_manager.host import load_components
 
     return load_components()

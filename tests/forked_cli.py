@@ -102,8 +102,8 @@ def _child(argv: list[str], cwd: str, out: str, err: str) -> None:
 
 
 def _serve(request: dict) -> list[dict]:
-    from framegru.cli import build_parser
-    from framegru.plugin_manager import PluginHost
+    from framegru.cli.app import build_parser
+    from framegru.plugin_manager.host import PluginHost
 
     # What (nearly) every command line imports first: torch, cv2, av, the subcommands, the built-in plugins.
     build_parser()

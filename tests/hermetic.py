@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from framegru.plugin_manager import BUILTIN_PACKAGE, DISABLE_VARIABLE, ENTRY_POINT_GROUP, canonical
+from framegru.plugin_manager.host import BUILTIN_PACKAGE, DISABLE_VARIABLE, ENTRY_POINT_GROUP, canonical
 
 
 def third_party_plugin_packages() -> list[str]:

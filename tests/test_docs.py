@@ -240,7 +240,7 @@ def _schema_keys(schema: dict, node: dict, prefix: str = "") -> dict[str, str | 
 
 
 def test_the_config_reference_has_every_key_with_type_default_and_description():
-    from framegru.config import Config
+    from framegru.config.config import Config
 
     schema = Config.model_json_schema()
     keys = _schema_keys(schema, schema)
@@ -293,7 +293,7 @@ def test_every_example_file_is_on_the_plugin_page():
 @pytest.mark.parametrize("name", sorted(EXAMPLE_COMPONENTS))
 def test_example_plugin_loads_with_framegru_plugin_file_plugins(name):
     """``framegru --plugin FILE plugins --json`` lists what the example registers, from the example's file.
-    (tests/test_cli.py and tests/test_tasks.py train and evaluate with them.)"""
+    (tests/cli/test_app.py and tests/model/test_tasks.py train and evaluate with them.)"""
     kind, component = EXAMPLE_COMPONENTS[name]
     result = subprocess.run([sys.executable, "-m", "framegru", "--plugin", str(EXAMPLES / name), "plugins", "--json"],
                             capture_output=True, text=True, timeout=300)

@@ -62,7 +62,7 @@ def test_its_per_frame_task_trains_and_evaluates(site, tmp_path):
     assert done.returncode == 0, done.stderr
     scores = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(scores) == {"rmse", "videos"} and scores["videos"] == 32 and 0 < scores["rmse"] < 0.5
-    from framegru import checkpoint
+    from framegru.io import checkpoint
 
     saved = checkpoint.load(best)
     assert saved.extra["components"]["task"]["package"] == "framegru-frametrack"

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from framegru.video import VideoWriter
+from framegru.io.video import VideoWriter
 
 DIRECTIONS = ("down", "left", "right", "up")  # sorted, as the reader sorts class folders
 STEPS = {"down": (1, 0), "left": (0, -1), "right": (0, 1), "up": (-1, 0)}
@@ -56,18 +56,18 @@ def ramp_video(path: Path, frames: int = 40, size: int = 16, fps: float = 10.0) 
 
 def tiny_checkpoint(path: Path, *, task: str = "predict", size: tuple[int, int] = (16, 16), channels: int = 1,
                     classes: Sequence[str] = DIRECTIONS, contrast: float = 1.0, still: bool = False) -> Path:
-    """Save a freshly built tiny model (hidden 8) with framegru.checkpoint.save.
+    """Save a freshly built tiny model (hidden 8) with framegru.io.checkpoint.save.
 
     ``contrast`` multiplies the next-frame head's last layer, so an untrained model's predictions vary
     with its input instead of sitting at 0.5 gray (tests then compare real pictures).
     """
     import torch
 
-    from framegru import checkpoint
-    from framegru.config import validate
-    from framegru.data import DataInfo
-    from framegru.model import build_model
-    from framegru.plugin_manager import load_components
+    from framegru.io import checkpoint
+    from framegru.config.config import validate
+    from framegru.model.data_info import DataInfo
+    from framegru.model.frame_model import build_model
+    from framegru.plugin_manager.host import load_components
 
     head = {"name": "next_frame", "width": 8} if task == "predict" else {"name": "classify", "dropout": 0.0}
     reader = {"name": "video", "frames": 6, "context": 3} if task == "predict" else {"name": "video", "frames": 6}

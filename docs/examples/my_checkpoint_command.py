@@ -1,7 +1,7 @@
 # my_checkpoint_command.py
 from framegru import hookimpl
-from framegru.cli import components_for
-from framegru.model import load_model
+from framegru.cli.app import components_for
+from framegru.model.frame_model import load_model
 
 
 def describe(args):

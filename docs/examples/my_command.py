@@ -1,6 +1,6 @@
 # my_command.py
 from framegru import hookimpl
-from framegru.cli import components_for
+from framegru.cli.app import components_for
 
 
 def count(args):

@@ -5,7 +5,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from framegru import DataInfo, hookimpl
-from framegru.tasks import Task
+from framegru.model.tasks import Task
 
 
 class SquareSpeed(Dataset):

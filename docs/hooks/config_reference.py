@@ -1,4 +1,4 @@
-"""MkDocs hook: the config reference, generated from the pydantic schema in :mod:`framegru.config`.
+"""MkDocs hook: the config reference, generated from the pydantic schema in :mod:`framegru.config.config`.
 
 ``docs/config.md`` holds the marker ``<!-- config-reference -->``; at build time it becomes one table per
 section with every key, its type, its default and its description, so the page cannot drift from the code.
@@ -93,7 +93,7 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, 
 
 def reference() -> str:
     """The Markdown of the whole reference: one table per top-level section."""
-    from framegru.config import Config
+    from framegru.config.config import Config
 
     lines: list[str] = []
     top = [row for row in rows(Config) if "." not in row[0]]

@@ -1,13 +1,12 @@
 """``framegru bench engine|decode|train``: measured speed, against a baseline, on this machine.
 
 One module per benchmark (:mod:`.engine`, :mod:`.decode`, :mod:`.train`), each returning one JSON-ready
-dict, and :mod:`.cli` for the subcommand that runs and prints them. Every figure is a median over
-interleaved repetitions (see :mod:`framegru.timing`).
+dict; the subcommand that runs and prints them is :mod:`framegru.cli.bench`. Every figure is a median over
+interleaved repetitions (see :mod:`framegru.runtime.timing`).
 """
 
 from __future__ import annotations
 
-from .cli import add_parser, cmd_bench
 from .decode import DEFAULT_VIDEO, bench_decode, default_video
 from .engine import DTYPES, EngineSizes, bench_engine, convgru_flops
 from .train import TRAIN_OVERRIDES, bench_train
@@ -17,11 +16,9 @@ __all__ = [
     "DTYPES",
     "EngineSizes",
     "TRAIN_OVERRIDES",
-    "add_parser",
     "bench_decode",
     "bench_engine",
     "bench_train",
-    "cmd_bench",
     "convgru_flops",
     "default_video",
 ]

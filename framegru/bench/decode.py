@@ -1,7 +1,7 @@
 """``framegru bench decode``: frames/s decoding a video with PyAV, OpenCV, framegru's reader and the
 ``ffmpeg`` CLI.
 
-Every figure is a median over interleaved repetitions (see :mod:`framegru.timing`).
+Every figure is a median over interleaved repetitions (see :mod:`framegru.runtime.timing`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .. import timing
+from ..runtime import timing
 
 DEFAULT_VIDEO = Path("/work/shared/data/videos/flipping_a_pancake.mkv")
 
@@ -48,9 +48,9 @@ def _decoders(path: Path, threads: int) -> tuple[dict, dict[str, str]]:
     fns = {"pyav (rgb24 arrays)": pyav, "opencv (bgr arrays)": opencv}
     notes = {}
     try:
-        from ..video import FrameStream
+        from ..io.video import FrameStream
     except ImportError:
-        notes["framegru reader"] = "framegru.video is not there: not measured"
+        notes["framegru reader"] = "framegru.io.video is not there: not measured"
     else:
         def reader() -> int:
             with FrameStream(path, threads=threads) as stream:
@@ -75,7 +75,7 @@ def bench_decode(path: Path, repeats: int = 3, threads: int = 0) -> dict:
 
     if not path.is_file():
         raise DataError(f"video not found: {path} (pass --video PATH)")
-    from ..video import probe
+    from ..io.video import probe
 
     probe(path)  # a file FFmpeg cannot read is one DataError here, not an exception from a timed decoder
     threads = threads or os.cpu_count() or 1

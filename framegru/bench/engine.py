@@ -1,9 +1,9 @@
-"""``framegru bench engine``: :class:`~framegru.engine.ConvGRU` against the textbook ConvGRU
-(:mod:`framegru.textbook`) with the same weights, inference and training, and the convolution "roofline":
+"""``framegru bench engine``: :class:`~framegru.engine.convgru.ConvGRU` against the textbook ConvGRU
+(:mod:`framegru.engine.textbook`) with the same weights, inference and training, and the convolution "roofline":
 the FLOP/s of one large batched convolution measured in the same run, so that the engine's FLOP/s read as
 a fraction of what this hardware does on convolutions.
 
-Every figure is a median over interleaved repetitions (see :mod:`framegru.timing`).
+Every figure is a median over interleaved repetitions (see :mod:`framegru.runtime.timing`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .. import timing
-from ..engine import ConvGRU, ExecutionPlan, fastest_plan
+from ..engine.convgru import ConvGRU, ExecutionPlan, fastest_plan
+from ..engine.textbook import textbook_from
 from ..errors import UsageError
-from ..textbook import textbook_from
+from ..runtime import timing
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MiB = 2**20

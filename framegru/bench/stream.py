@@ -2,12 +2,12 @@
 
 Each contender steps the same model over the same ``frames`` random frames with its state carried from
 frame to frame (all-zero at the first): eager PyTorch (the engine's fastest plan), ONNX Runtime on the
-exported step (:mod:`framegru.export`), and optionally ``torch.compile`` of the step. In the same run
+exported step (:mod:`framegru.deploy.export`), and optionally ``torch.compile`` of the step. In the same run
 the convolution roofline at that shape: the FLOP/s of the step's largest convolution alone, the first
 layer's input projection ``hidden -> 3*hidden`` at batch 1 (:func:`.engine.conv_roofline`), so that each
 backend's FLOP/s read as a fraction of what this hardware does on such a convolution.
 
-Every figure is a median over interleaved repetitions (see :mod:`framegru.timing`).
+Every figure is a median over interleaved repetitions (see :mod:`framegru.runtime.timing`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .. import export, timing
+from ..deploy import export
 from ..errors import UsageError
-from ..model import FrameModel
+from ..model.frame_model import FrameModel
+from ..runtime import timing
 from .engine import EngineSizes, best_roofline, conv_roofline
 
 GEMM = 1024  # side of the square fp32 matrix product timed as the hardware's practical peak
@@ -37,7 +38,7 @@ def step_flops(model: FrameModel) -> float:
 
 def onnx_run(module: torch.nn.Module, x: torch.Tensor, threads: int):
     """A function running ``module`` on ``x`` in ONNX Runtime on the CPU (for the roofline and the peak)."""
-    from ..backends import session
+    from ..deploy.backends import session
 
     runner = session(export.to_onnx(module, (x,), ["x"], ["y"]), threads, torch.device("cpu"))
     feed = {"x": x.numpy()}
@@ -84,7 +85,7 @@ def _steppers(model: FrameModel, frames: list[torch.Tensor], threads: int, compi
                 _, *state = step(frame, *state)
 
     fns = {"torch eager": run_torch}
-    from ..backends import OnnxModel
+    from ..deploy.backends import OnnxModel
 
     try:
         session = OnnxModel(model, "step", threads, device)
@@ -164,7 +165,7 @@ def bench_stream(model: FrameModel, repeats: int = 5, frames: int = 100, threads
 
 def load_stream_model(args: argparse.Namespace, device: torch.device) -> FrameModel:
     """``--checkpoint`` (default: the shipped Moving MNIST model), built from the installed and ``--plugin`` plugins."""
-    from ..cli import components_for
-    from ..predict import open_model
+    from ..cli.app import components_for
+    from ..apps.predict import open_model
 
     return open_model(Path(args.checkpoint) if args.checkpoint else None, components_for(args), device)

@@ -1,7 +1,7 @@
 """``framegru bench train``: Moving MNIST training sequences/s and peak memory, with and without
 checkpointing over time.
 
-Every figure is a median over interleaved repetitions (see :mod:`framegru.timing`).
+Every figure is a median over interleaved repetitions (see :mod:`framegru.runtime.timing`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .. import timing
+from ..runtime import timing
 
 MiB = 2**20
 TRAIN_OVERRIDES = ["model.engine.hidden=[64,64]", "train.batch_size=8", "data.num_workers=0", "train.amp=true"]
@@ -22,13 +22,13 @@ def bench_train(config_path: Path, overrides: list[str], device: torch.device, s
     checkpointing over time. Batches are made before timing: this measures the model, not the reader."""
     from torch.utils.data import default_collate
 
-    from ..cli import components_for
-    from ..config import load_config
-    from ..model import build_model
-    from ..optimization import make_optimizer
-    from ..batches import build_reader
-    from ..device import autocast_for
-    from ..training_step import train_step
+    from ..cli.app import components_for
+    from ..config.config import load_config
+    from ..model.frame_model import build_model
+    from ..training.optimization import make_optimizer
+    from ..training.batches import build_reader
+    from ..runtime.device import autocast_for
+    from ..training.step import train_step
 
     # The top-level model on every machine, not the per_device one: figures stay comparable across machines.
     config = load_config(config_path, [*TRAIN_OVERRIDES, *overrides, f"train.device={device.type}"], per_device=False)

@@ -22,7 +22,7 @@ from framegru import UsageError, hookimpl
 
 # Not evaluation metrics: the step is TensorBoard's own axis and the seconds since the start are in every
 # event's wall time. ``loss`` is the step's training loss (train/loss already) unless the evaluation
-# reported its own, the validation loss, which replaces it in the metrics (framegru/runner.py).
+# reported its own, the validation loss, which replaces it in the metrics (framegru/training/runner.py).
 NOT_METRICS = ("step", "seconds")
 EVENT_FILES = "events.out.tfevents.*"
 FLUSH_EVERY_S = 30.0  # between evaluations, so that a long run's curves show up while it trains

@@ -104,7 +104,7 @@ def _readable(folder: Path, paths: list[Path], indices: list[int], split: str, s
 
 
 class ImageFiles:
-    """Image ``i`` of a list of files, decoded by :func:`framegru.images.read_image`; picklable."""
+    """Image ``i`` of a list of files, decoded by :func:`framegru.io.images.read_image`; picklable."""
 
     def __init__(self, paths: Sequence[Path], channels: int, size: tuple[int, int]):
         self.paths, self.channels, self.size = list(paths), channels, size

@@ -154,7 +154,7 @@ def main() -> None:
                         help="train split only: the pool's seed (a run's data.reader.seed, default 0; another seed, "
                              "new sequences)")
     args = parser.parse_args()
-    if not 1 <= args.sequences <= MAX_WRITTEN_SEQUENCES:  # bounded as framegru's own flags are (framegru/flags.py)
+    if not 1 <= args.sequences <= MAX_WRITTEN_SEQUENCES:  # bounded as framegru's own flags are (framegru/cli/flags.py)
         parser.error(f"--sequences must be from 1 to {MAX_WRITTEN_SEQUENCES:,}, got {args.sequences}")
     if args.seed is not None and args.split != "train":  # val and test are fixed by EVAL_SEED: say so, not ignore it
         parser.error(f"--seed picks a training pool; the {args.split} split is fixed by seed {EVAL_SEED}")

@@ -1,0 +1,1 @@
+"""Uses of a trained model: predicting a video, the webcam, classifying stills."""

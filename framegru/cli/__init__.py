@@ -1,0 +1,7 @@
+"""The ``framegru`` command line: it imports the library, never the reverse."""
+
+
+def __getattr__(name: str):  # this package was a module: its names still resolve, with a DeprecationWarning
+    from .._compat import forward
+
+    return forward(__name__, name)

@@ -1,0 +1,1 @@
+"""Deployment: exported graphs and the backends (PyTorch, ONNX Runtime) that run them."""

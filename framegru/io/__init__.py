@@ -1,0 +1,1 @@
+"""Files and media: checkpoints, run folders, video, images, cameras, JSON output."""

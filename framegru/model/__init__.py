@@ -1,0 +1,7 @@
+"""A model and its contracts: the data a reader describes, tasks, metrics and pictures."""
+
+
+def __getattr__(name: str):  # this package was a module: its names still resolve, with a DeprecationWarning
+    from .._compat import forward
+
+    return forward(__name__, name)

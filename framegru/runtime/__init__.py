@@ -1,0 +1,1 @@
+"""The process and the machine: devices, ranks, signals and measuring."""

@@ -1,0 +1,1 @@
+"""framegru's tests: the tree mirrors framegru/ (and plugins/, under tests/plugins/)."""

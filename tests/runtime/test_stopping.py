@@ -1,0 +1,45 @@
+"""The signal stopper every loop shares (training runs and ``webcam``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+from framegru.runtime.stopping import StopRequest
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_the_first_signal_only_asks_and_the_handlers_come_back(signame, capsys):
+    signum = getattr(signal, signame)
+    before = signal.getsignal(signum)
+    with StopRequest(announce=False).installed() as stop:
+        assert not stop.requested and not stop.event.is_set()
+        os.kill(os.getpid(), signum)  # handled between bytecodes: before the next line runs
+        assert stop.requested and stop.event.is_set() and stop.signal_name == signame
+        assert signal.getsignal(signum) is before  # a second signal acts at once
+    assert signal.getsignal(signum) is before
+    assert capsys.readouterr().err == ""  # announce=False: the caller says what stopping means
+
+
+def test_announcing_says_what_the_run_keeps(capsys):
+    with StopRequest().installed() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert stop.requested
+    assert "SIGTERM: finishing this step to save 'last'" in capsys.readouterr().err
+
+
+def test_outside_the_main_thread_nothing_is_installed():
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+
+    def worker() -> None:
+        with StopRequest(announce=False).installed() as stop:
+            seen.append((stop.requested, signal.getsignal(signal.SIGTERM)))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [(False, before)]
