@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg inside OpenCV: quiet; errors come as our own lines
 import cv2  # noqa: E402
@@ -86,7 +87,7 @@ class LiveCapture:
         DataError: a file that cannot be decoded.
     """
 
-    def __init__(self, source: str | int, *, stall_s: float = 5.0, capture=None):
+    def __init__(self, source: str | int, *, stall_s: float = 5.0, capture: Any = None):
         self.kind, target = ("camera", source) if capture is not None else parse_source(source)
         self.name = f"camera {target}" if self.kind == "camera" else str(target)
         self._capture = capture if capture is not None else _open(self.kind, target)

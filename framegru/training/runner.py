@@ -124,8 +124,6 @@ class Runner:
         self.item_shapes = contracts.item_shapes(sample) if sample is not None else None
         self.train_model = distributed.wrap(self.model, self.device)
         self.optimizer = optimization.make_optimizer(self.model, self.config)
-        for note in size_notes(self.config, self.train_set, self.val_set):  # last: an error above stays one line
-            self.events.note(note)
 
     # -- checkpoints --------------------------------------------------------------------------
     def _save(self, name: str, step: int, metrics: dict[str, Any] | None, with_state: bool) -> Path:
@@ -282,8 +280,10 @@ class Runner:
         if not resume and self.config.train.time_budget_minutes and larger is not None:
             batches["train.larger_batch.batch_size"] = larger.batch_size
         tight = memory.check_step_fits(self, batches)
-        if tight and self.is_main:
-            self.events.note(tight)
+        # After every check that can refuse the run, so that such an error stays one line.
+        for note in [*size_notes(self.config, self.train_set, self.val_set), *([tight] if tight else [])]:
+            if self.is_main:
+                self.events.note(note)
         if self._resumed_plan is not None:
             self._set_plan(self._resumed_plan.replace(reason="resume"), "resume")
         elif not resume and self.config.train.time_budget_minutes:
