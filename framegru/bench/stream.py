@@ -12,9 +12,6 @@ Every figure is a median over interleaved repetitions (see :mod:`framegru.runtim
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -161,11 +158,3 @@ def bench_stream(model: FrameModel, repeats: int = 5, frames: int = 100, threads
     result["gemm"] = {"what": f"{GEMM}x{GEMM} fp32 matrix product, {gemm_best.split(' ', 1)[1]}",
                       "gflops": round(peak["wall"] / 1e9, 2), "gflops_cpu": round(peak["cpu"] / 1e9, 2)}
     return result
-
-
-def load_stream_model(args: argparse.Namespace, device: torch.device) -> FrameModel:
-    """``--checkpoint`` (default: the shipped Moving MNIST model), built from the installed and ``--plugin`` plugins."""
-    from ..cli.app import components_for
-    from ..apps.predict import open_model
-
-    return open_model(Path(args.checkpoint) if args.checkpoint else None, components_for(args), device)

@@ -6,7 +6,6 @@ Every figure is a median over interleaved repetitions (see :mod:`framegru.runtim
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -22,9 +21,9 @@ def bench_train(config_path: Path, overrides: list[str], device: torch.device, s
     checkpointing over time. Batches are made before timing: this measures the model, not the reader."""
     from torch.utils.data import default_collate
 
-    from ..cli.app import components_for
     from ..config.config import load_config
     from ..model.frame_model import build_model
+    from ..plugin_manager.host import load_components
     from ..training.optimization import make_optimizer
     from ..training.batches import build_reader
     from ..runtime.device import autocast_for
@@ -32,7 +31,7 @@ def bench_train(config_path: Path, overrides: list[str], device: torch.device, s
 
     # The top-level model on every machine, not the per_device one: figures stay comparable across machines.
     config = load_config(config_path, [*TRAIN_OVERRIDES, *overrides, f"train.device={device.type}"], per_device=False)
-    components = components_for(argparse.Namespace(), config.plugins)
+    components = load_components(config.plugins)
     dataset = build_reader(config, components, "train")
     size = config.train.batch_size
     batches = [{k: v.to(device) for k, v in default_collate([dataset[i * size + j] for j in range(size)]).items()}

@@ -265,8 +265,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 # framegru's own subcommands, each module's ``add_parser(subparsers, common)``, in the order ``--help`` lists them.
-COMMAND_MODULES = ("framegru.cli.app", "framegru.cli.print_config", "framegru.apps.classify_still", "framegru.apps.predict",
-                   "framegru.apps.webcam", "framegru.deploy.export", "framegru.cli.bench")
+COMMAND_MODULES = ("framegru.cli.app", "framegru.cli.print_config", "framegru.cli.classify_still", "framegru.cli.predict",
+                   "framegru.cli.webcam", "framegru.cli.export", "framegru.cli.bench")
 
 
 def add_framegru_commands(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -8,14 +8,22 @@ from pathlib import Path
 
 import torch
 
+from ..apps.predict import model_threads, open_model
 from ..bench.decode import DEFAULT_VIDEO, bench_decode, default_video
 from ..bench.engine import DTYPES, EngineSizes, bench_engine
-from ..bench.stream import bench_stream, load_stream_model
+from ..bench.stream import bench_stream
 from ..bench.train import TRAIN_OVERRIDES, bench_train
 from ..errors import UsageError
+from ..model.frame_model import FrameModel
 from ..runtime import timing
 from ..runtime.device import add_device_argument, pick_device
+from .app import components_for
 from .flags import FRAMES, THREADS, bounded
+
+
+def load_stream_model(args: argparse.Namespace, device: torch.device) -> FrameModel:
+    """``--checkpoint`` (default: the shipped Moving MNIST model), built from the installed and ``--plugin`` plugins."""
+    return open_model(Path(args.checkpoint) if args.checkpoint else None, components_for(args), device)
 
 
 def _print(result: dict) -> None:
@@ -98,8 +106,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UsageError("bench engine: --kernel must be odd (the textbook pads k // 2 on each side)")
         result = bench_engine(sizes, pick_device(args.device, "--device"), args.repeats, args.warmup, args.variants, args.compile)
     elif args.which == "stream":
-        from ..apps.predict import model_threads
-
         device = pick_device(args.device, "--device")
         result = bench_stream(load_stream_model(args, device), args.repeats, args.frames,
                               model_threads(args.threads), args.compile)

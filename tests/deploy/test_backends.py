@@ -5,7 +5,6 @@ onnxruntime-gpu package, which framegru does not install (the test marked ``gpu`
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -123,11 +122,11 @@ def test_onnxruntime_on_cuda_matches_pytorch_or_says_what_is_missing(predictor):
 
 
 @pytest.mark.integration
-def test_webcam_classifies_stills_on_onnxruntime_like_on_torch(still_checkpoint):
+def test_webcam_classifies_stills_on_onnxruntime_like_on_torch(still_checkpoint, components):
     from framegru.apps.classify_still import load_classifier
     from framegru.apps.webcam import LiveModel
 
-    model = load_classifier(argparse.Namespace(), Path(still_checkpoint), torch.device("cpu"))
+    model = load_classifier(Path(still_checkpoint), components, torch.device("cpu"))
     bgr = np.repeat(stripes((8, 8), vertical=True)[:, :, None], 3, axis=2).astype(np.uint8)
     expected = LiveModel(model).step(bgr)
     got = LiveModel(backends.with_backend(model, "onnxruntime", 1)).step(bgr)
