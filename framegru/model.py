@@ -127,10 +127,29 @@ def _sampled(truth: Tensor, own: Tensor, p: float, generator: torch.Generator | 
     return torch.where(draws.to(own.device) < p, truth, own)
 
 
-def engine_from_config(config: Config, in_channels: int, still: bool) -> ConvGRU:
+class NoRecurrence(nn.Module):
+    """``model.engine.hidden: 0``: no ConvGRU; the backbone's features reach the head as they are (the
+    control that shows what the recurrence adds). ``[B, T, C, h, w]`` in and out, with no state."""
+
+    bidirectional = False
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.out_channels, self.hidden_channels, self.layers = channels, [], nn.ModuleList()
+
+    def forward(self, x: Tensor, h0: State | None = None) -> tuple[Tensor, State]:
+        return x, []
+
+    def step(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        return x_t, []
+
+
+def engine_from_config(config: Config, in_channels: int, still: bool) -> ConvGRU | NoRecurrence:
     """The ConvGRU of ``model.engine``; for stills an int kernel ``k`` (and ``input_kernel``) becomes ``(1, k)``."""
     spec = config.model.engine
     hidden = spec.hidden if isinstance(spec.hidden, list) else [spec.hidden]
+    if hidden == [0]:
+        return NoRecurrence(in_channels)
     per_layer = [spec.kernel] * len(hidden) if is_one_kernel(spec.kernel, len(hidden)) else list(spec.kernel)
 
     def shape(k):  # a row is one pixel tall: a (1, k) kernel runs along it; anything taller would only see padding
