@@ -3,6 +3,9 @@ export, and the pooled control (``model.engine.hidden: 0``)."""
 
 from __future__ import annotations
 
+import json
+
+import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -12,6 +15,7 @@ import torch.nn.functional as F
 from framegru import DataInfo, checkpoint
 from framegru.cli import main
 from framegru.config import validate
+from framegru.images import read_image
 from framegru.model import NoRecurrence, build_model, load_model
 from framegru.plugin_manager import load_components
 from framegru_plugins.backbones.whitened import PatchWhitening, WhitenedBackbone
@@ -117,3 +121,19 @@ def test_exported_still_classifier_matches_pytorch(tmp_path):
     with torch.no_grad():
         expected = loaded.sequence_output({"image": images})  # flip_tta: with the mirror image
     np.testing.assert_allclose(session.run(None, {"image": images.numpy()})[0], expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_classify_still_reads_the_new_model(tmp_path, capsys):
+    model, config = build({"hidden": 8, "bidirectional": True})
+    model.train().sequence_output(stripes(16))
+    path = tmp_path / "whitened.safetensors"
+    checkpoint.save(path, model.state_dict(), config=config.to_dict(), info=INFO.to_dict(), step=0)
+    image = tmp_path / "image.png"
+    pixels = (stripes(1, seed=5)["image"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    cv2.imwrite(str(image), pixels[:, :, ::-1])
+    capsys.readouterr()
+    assert main(["classify-still", str(image), "--checkpoint", str(path), "--json"]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[0])
+    with torch.no_grad():
+        probs = load_model(path, load_components()).sequence_output({"image": read_image(image, 3, (16, 16))[None]}).softmax(-1)[0]
+    assert line["label"] == INFO.classes[int(probs.argmax())] and line["prob"] == pytest.approx(float(probs.max()), abs=1e-4)
