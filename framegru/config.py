@@ -76,10 +76,13 @@ class ModelConfig(Strict):
     # Stills: in evaluation, average the logits of each image and of its mirror image (test-time
     # augmentation; for data trained with flips, not for MNIST digits, whose side matters).
     flip_tta: bool = False
+    # Stills: in evaluation, also average the logits of the image shifted by this many pixels down-right
+    # and up-left (reflect-padded); with flip_tta, of their mirror images too. 0: no shifts.
+    translate_tta: int = Field(0, ge=0)
 
 
 # The model options that leave the weights alone: a resumed run may change them.
-EVALUATION_ONLY_MODEL_OPTIONS = frozenset({"flip_tta"})
+EVALUATION_ONLY_MODEL_OPTIONS = frozenset({"flip_tta", "translate_tta"})
 
 
 class LargerBatch(Strict):

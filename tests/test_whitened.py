@@ -70,10 +70,10 @@ def test_backbone_declares_its_channels_and_stride_and_keeps_the_whitening_in_it
         WhitenedBackbone(in_channels=3, widths=[8], pools=2)
 
 
-def build(engine: dict) -> torch.nn.Module:
+def build(engine: dict, translate_tta: int = 0) -> torch.nn.Module:
     config = validate({"data": {"reader": {"name": "image_folder"}},
                        "model": {"backbone": TINY, "engine": engine, "head": {"name": "classify", "dropout": 0.0},
-                                 "flip_tta": True},
+                                 "flip_tta": True, "translate_tta": translate_tta},
                        "train": {"label_smoothing": 0.2}}, "test")
     torch.manual_seed(0)
     return build_model(config, load_components(), INFO), config
@@ -108,8 +108,22 @@ def test_a_few_steps_reduce_the_loss(engine):
     assert losses[-1] < 0.7 * losses[0]
 
 
+def test_translate_tta_averages_six_views_in_evaluation_only():
+    model, _ = build({"hidden": 8, "bidirectional": True}, translate_tta=1)
+    model.train().sequence_output(stripes(16))
+    image = stripes(2, seed=6)["image"]
+    padded = F.pad(image, (1, 1, 1, 1), mode="reflect")
+    views = [image, padded[..., :16, :16], padded[..., 2:, 2:]]
+    views += [v.flip(-1) for v in views]
+    model.eval()
+    with torch.no_grad():
+        expected = torch.stack([model._rows_output(v) for v in views]).mean(0)
+        assert torch.allclose(model.sequence_output({"image": image}), expected, atol=1e-6)
+        assert not torch.allclose(expected, (model._rows_output(image) + model._rows_output(image.flip(-1))) / 2)
+
+
 def test_exported_still_classifier_matches_pytorch(tmp_path):
-    model, config = build({"hidden": 8, "bidirectional": True})
+    model, config = build({"hidden": 8, "bidirectional": True}, translate_tta=1)
     model.train().sequence_output(stripes(16))  # fits the whitening, as a first training batch does
     path = tmp_path / "whitened.safetensors"
     checkpoint.save(path, model.state_dict(), config=config.to_dict(), info=INFO.to_dict(), step=0)
@@ -119,7 +133,7 @@ def test_exported_still_classifier_matches_pytorch(tmp_path):
     assert loaded.backbone.whiten.fitted.item() == 1
     images = stripes(4, seed=3)["image"]
     with torch.no_grad():
-        expected = loaded.sequence_output({"image": images})  # flip_tta: with the mirror image
+        expected = loaded.sequence_output({"image": images})  # the flipped and shifted views too
     np.testing.assert_allclose(session.run(None, {"image": images.numpy()})[0], expected.numpy(), rtol=1e-4, atol=1e-5)
 
 
