@@ -71,8 +71,8 @@ def test_its_per_frame_task_trains_and_evaluates(site, tmp_path):
 
 def test_framegru_unit_tests_pass_with_it_installed(site):
     """The tests over everything registered check its components against its own task's contract."""
-    selected = ["test_contracts.py", "test_tasks.py", "test_plugin_manager.py", "test_cli.py", "test_print_config.py",
-                "test_plugin_surface.py"]
+    selected = ["model/test_contracts.py", "model/test_tasks.py", "plugin_manager/test_host.py", "cli/test_app.py",
+                "cli/test_print_config.py", "plugin_manager/test_plugin_surface.py"]
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not integration",
                            *[str(TESTS / name) for name in selected]], cwd=TESTS.parent, env=with_plugin(site),
                           capture_output=True, text=True, timeout=600)

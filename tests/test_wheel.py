@@ -38,8 +38,9 @@ def venv(tmp_path_factory, dists) -> Path:
     root = tmp_path_factory.mktemp("venv") / "env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     site = next((root / "lib").glob("python*/site-packages"))
-    outer = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()
-             and not any(Path(p).glob("framegru-*.dist-info")) and not any(Path(p).glob("__editable__*framegru*"))]
+    # Named as plain paths, their .pth files are not run: an editable framegru there stays out of reach, and
+    # the venv's own site-packages (the wheel's framegru) comes first on sys.path.
+    outer = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
     (site / "_outer.pth").write_text("".join(f"{p}\n" for p in outer))
     subprocess.run([sys.executable, "-m", "pip", "--python", str(root / "bin" / "python"), "install", "--no-deps",
                     "--no-index", "-q", str(dists["wheel"])], check=True, capture_output=True)

@@ -88,10 +88,13 @@ class ModelConfig(Strict):
     # For data trained with flips, not for MNIST digits, whose side matters.
     flip_tta: bool = Field(False, description=(
         "Stills: in evaluation, average the logits of each image and of its mirror image."))
+    translate_tta: int = Field(0, ge=0, description=(
+        "Stills: in evaluation, also average the logits of the image shifted by this many pixels down-right "
+        "and up-left (reflect-padded), with flip_tta their mirror images too; 0: no shifts."))
 
 
 # The model options that leave the weights alone: a resumed run may change them.
-EVALUATION_ONLY_MODEL_OPTIONS = frozenset({"flip_tta"})
+EVALUATION_ONLY_MODEL_OPTIONS = frozenset({"flip_tta", "translate_tta"})
 
 
 class LargerBatch(Strict):

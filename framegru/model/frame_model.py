@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config.config import Config
@@ -26,13 +27,15 @@ class FrameModel(nn.Module):
         task: the :class:`~framegru.model.tasks.Task` the head serves: how a batch is run, scored and drawn.
         info: what the reader produces.
         flip_tta: in evaluation, classify a still as the mean logits of it and its mirror image.
+        translate_tta: in evaluation, also average over the still shifted by this many pixels down-right
+            and up-left (0: no shifts).
     """
 
     def __init__(self, backbone: nn.Module, engine: ConvGRU, head: nn.Module, task: Task, info: DataInfo,
-                 flip_tta: bool = False):
+                 flip_tta: bool = False, translate_tta: int = 0):
         super().__init__()
         self.backbone, self.engine, self.head, self.task, self.info = backbone, engine, head, task, info
-        self.flip_tta = flip_tta
+        self.flip_tta, self.translate_tta = flip_tta, translate_tta
         # U-Net style: a backbone that declares ``skip_channels`` also returns finer feature maps of each
         # frame, which the head uses to draw the next frame sharply at full resolution.
         self.skips = bool(getattr(backbone, "skip_channels", ()))
@@ -75,10 +78,22 @@ class FrameModel(nn.Module):
             features, skips = self.encode(batch["video"])
             out, _ = self.engine(features)
             return self.decode(out, skips)
+        if self.translate_tta and not self.training:
+            return self._translated_output(batch["image"], self.translate_tta)
         output = self._rows_output(batch["image"])
         if self.flip_tta and not self.training:
             output = (output + self._rows_output(batch["image"].flip(-1))) / 2
         return output
+
+    def _translated_output(self, image: Tensor, shift: int) -> Tensor:
+        """The mean output over ``image`` and its copies shifted by ``shift`` pixels down-right and up-left
+        (and, with ``flip_tta``, the mirror images of the three)."""
+        h, w = image.shape[-2:]
+        padded = F.pad(image, (shift,) * 4, mode="reflect")
+        views = [image, padded[..., :h, :w], padded[..., 2 * shift :, 2 * shift :]]
+        if self.flip_tta:
+            views += [view.flip(-1) for view in views]
+        return torch.stack([self._rows_output(view) for view in views]).mean(0)
 
     def _rows_output(self, image: Tensor) -> Tensor:
         features, _ = self.features(image)  # skip maps of a still have no rows to follow
@@ -127,10 +142,29 @@ def _sampled(truth: Tensor, own: Tensor, p: float, generator: torch.Generator | 
     return torch.where(draws.to(own.device) < p, truth, own)
 
 
-def engine_from_config(config: Config, in_channels: int, still: bool) -> ConvGRU:
+class NoRecurrence(nn.Module):
+    """``model.engine.hidden: 0``: no ConvGRU; the backbone's features reach the head as they are (the
+    control that shows what the recurrence adds). ``[B, T, C, h, w]`` in and out, with no state."""
+
+    bidirectional = False
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.out_channels, self.hidden_channels, self.layers = channels, [], nn.ModuleList()
+
+    def forward(self, x: Tensor, h0: State | None = None) -> tuple[Tensor, State]:
+        return x, []
+
+    def step(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        return x_t, []
+
+
+def engine_from_config(config: Config, in_channels: int, still: bool) -> ConvGRU | NoRecurrence:
     """The ConvGRU of ``model.engine``; for stills an int kernel ``k`` (and ``input_kernel``) becomes ``(1, k)``."""
     spec = config.model.engine
     hidden = spec.hidden if isinstance(spec.hidden, list) else [spec.hidden]
+    if hidden == [0]:
+        return NoRecurrence(in_channels)
     per_layer = [spec.kernel] * len(hidden) if is_one_kernel(spec.kernel, len(hidden)) else list(spec.kernel)
 
     def shape(k):  # a row is one pixel tall: a (1, k) kernel runs along it; anything taller would only see padding
@@ -184,7 +218,7 @@ def build_model(config: Config, components: Components, info: DataInfo, sample: 
     contracts.check_info(task, info, config.data.reader.name, spec.head.name)
     if sample is not None:
         contracts.check_item(sample, info, task, config.data.reader.name)
-    model = FrameModel(backbone, engine, head, task, info, flip_tta=spec.flip_tta)
+    model = FrameModel(backbone, engine, head, task, info, flip_tta=spec.flip_tta, translate_tta=spec.translate_tta)
     preflight_check(model, spec.backbone.name, spec.head.name, sample, item_shapes)
     return model
 

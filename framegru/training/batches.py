@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..config.config import Config
 from ..errors import DataError, UsageError
@@ -92,8 +92,13 @@ def loader(dataset: Dataset, config: Config, batches) -> DataLoader:
     workers = _workers(config)
     return DataLoader(
         dataset, batch_sampler=batches, num_workers=workers, pin_memory=torch.cuda.is_available(),
-        persistent_workers=False, worker_init_fn=_worker_started,
+        persistent_workers=False, worker_init_fn=_worker_started, collate_fn=_collate,
     )
+
+
+def _collate(items):
+    """A list of items stacked into a batch; a batch a dataset read whole (a dict) as it is."""
+    return items if isinstance(items, dict) else default_collate(items)
 
 
 def _worker_started(worker_id: int) -> None:

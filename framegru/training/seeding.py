@@ -55,6 +55,16 @@ class SeededItems(Dataset):
             torch.default_generator.manual_seed(item_seed)
             return self.dataset[index]
 
+    def __getitems__(self, keys: list[tuple[int, int]]):
+        """A batch: read whole by a dataset that reads batches (``__getitems__``), seeded by its first item's
+        seed (a function of the step alone); else item by item as above."""
+        batched = getattr(self.dataset, "__getitems__", None)
+        if batched is None:
+            return [self[key] for key in keys]
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(keys[0][1])
+            return batched([index for index, _ in keys])
+
 
 def seeded_batches(order: Iterable[list[int]], seed: int, start: int, rank: int) -> Iterator[list[tuple[int, int]]]:
     """``order``'s batches (one per step from ``start``) with each index paired with its item seed."""

@@ -17,6 +17,7 @@ import torch
 
 from framegru import DataError, DataInfo, decode_image, hookimpl, read_image
 
+from .in_memory import MemoryImages, decoded_images
 from .stills import LabelledImages, split_indices
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -110,12 +111,17 @@ class ImageFiles:
         self.paths, self.channels, self.size = list(paths), channels, size
 
     def __call__(self, i: int) -> torch.Tensor:
-        return read_image(self.paths[i], self.channels, self.size)
+        return self.read(self.paths[i])
+
+    def read(self, path: Path) -> torch.Tensor:
+        """The image at ``path``, as every image of this list is read."""
+        return read_image(path, self.channels, self.size)
 
 
 def image_folder(*, root: Path, split: str, path: str | None = None, size: list[int] | None = None,
                  channels: int = 3, val_fraction: float = 0.1, crop_padding: int = 0, flip: bool = False,
-                 classes: list[str] | None = None, on_bad_image: str = "error") -> LabelledImages:
+                 classes: list[str] | None = None, on_bad_image: str = "error", in_memory: bool = False,
+                 cutout: int = 0, pad_mode: str = "zeros") -> LabelledImages:
     """A class-per-subfolder image tree; class names are the sorted folder names.
 
     Args:
@@ -131,9 +137,15 @@ def image_folder(*, root: Path, split: str, path: str | None = None, size: list[
         classes: expected class names, checked against the folders.
         on_bad_image: an image of the split that cannot be decoded is an ``error`` naming each such
             file, before training starts, or is left out (``skip``, saying how many).
+        in_memory: decode every image once into one uint8 tensor (cached under ``$FRAMEGRU_CACHE``, default
+            ``~/.cache/framegru``, for the next run) and read and augment whole batches of it.
+        cutout: side of a square zeroed at a random place of each ``train`` image (0: none); needs ``in_memory``.
+        pad_mode: ``zeros`` or ``reflect``, what random crops see beyond the border; ``reflect`` needs ``in_memory``.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if not in_memory and (cutout or pad_mode != "zeros"):
+        raise ValueError("cutout and pad_mode (other than zeros) need in_memory: true")
     if size is not None and (len(size) != 2 or min(size) < 1):
         raise ValueError(f"size must be [H, W] with positive sides, got {size}")
     if on_bad_image not in BAD_IMAGE_POLICIES:
@@ -151,6 +163,10 @@ def image_folder(*, root: Path, split: str, path: str | None = None, size: list[
     info = DataInfo(channels=channels, height=size[0], width=size[1], classes=names, still=True)
     indices = _readable(folder, paths, split_indices(len(paths), split, val_fraction), split, (size[0], size[1]),
                         on_bad_image)
+    if in_memory:
+        images = decoded_images(paths, channels, (size[0], size[1]), ImageFiles(paths, channels, (size[0], size[1])).read)
+        return MemoryImages(images, labels, indices, info, crop_padding if train else 0, flip and train,
+                            cutout if train else 0, pad_mode)
     return LabelledImages(ImageFiles(paths, channels, (size[0], size[1])), labels, indices, info,
                           crop_padding if train else 0, flip and train)
 

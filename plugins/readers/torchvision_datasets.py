@@ -10,6 +10,7 @@ import torch
 from framegru import DataError, DataInfo, hookimpl, missing_data
 
 from .image_folder import image_folder
+from .in_memory import MemoryImages
 from .mnist_files import load_mnist
 from .stills import LabelledImages, TensorImages, split_indices
 
@@ -41,7 +42,8 @@ def _cifar_from_torchvision(root: Path, train: bool) -> tuple[np.ndarray, list[i
 
 
 def cifar10(*, root: Path, split: str, path: str | None = None, val_fraction: float = 0.1,
-            crop_padding: int = 4, flip: bool = True) -> LabelledImages:
+            crop_padding: int = 4, flip: bool = True, in_memory: bool = False, cutout: int = 0,
+            pad_mode: str = "zeros") -> LabelledImages:
     """CIFAR-10, 32x32 RGB; ``train``/``val`` split the training set, ``test`` is the test set.
 
     Reads, in this order: the class-per-folder tree ``path`` when given; else
@@ -57,9 +59,13 @@ def cifar10(*, root: Path, split: str, path: str | None = None, val_fraction: fl
         val_fraction: share of the training set held out for ``val``.
         crop_padding: random-crop padding on ``train`` (the standard recipe: 4).
         flip: random horizontal flips on ``train``.
+        in_memory: decode a class-per-folder tree once into one uint8 tensor, cached for the next run, and
+            read and augment whole batches (``image_folder``'s option; torchvision's files are in memory anyway).
+        cutout: side of a square zeroed at a random place of each ``train`` image (0: none); needs ``in_memory``.
+        pad_mode: ``zeros`` or ``reflect``, what random crops see beyond the border; ``reflect`` needs ``in_memory``.
     """
     common = dict(size=[32, 32], channels=3, classes=CIFAR10_CLASSES, val_fraction=val_fraction,
-                  crop_padding=crop_padding, flip=flip)
+                  crop_padding=crop_padding, flip=flip, in_memory=in_memory, cutout=cutout, pad_mode=pad_mode)
     if path is not None:
         return image_folder(root=Path(root), split=split, path=path, **common)
     tree = Path(root) / "cifar10"
@@ -75,8 +81,13 @@ def cifar10(*, root: Path, split: str, path: str | None = None, val_fraction: fl
     indices = split_indices(len(images), split, val_fraction)
     info = DataInfo(channels=3, height=32, width=32, classes=CIFAR10_CLASSES, still=True)
     train = split == "train"
-    return LabelledImages(TensorImages(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()), labels, indices, info,
-                          crop_padding if train else 0, flip and train)
+    tensor = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    if in_memory:
+        return MemoryImages(tensor, labels, indices, info, crop_padding if train else 0, flip and train,
+                            cutout if train else 0, pad_mode)
+    if cutout or pad_mode != "zeros":
+        raise ValueError("cutout and pad_mode (other than zeros) need in_memory: true")
+    return LabelledImages(TensorImages(tensor), labels, indices, info, crop_padding if train else 0, flip and train)
 
 
 @hookimpl

@@ -234,7 +234,7 @@ def test_unknown_component_in_config(tmp_path, capfd, builtins_only):
     config = tmp_path / "c.yaml"
     config.write_text("data: {reader: moving_mnist}\nmodel: {backbone: resnt, head: next_frame}\n")
     line = one_line_error(run_in_process(capfd, "run", config), 2)
-    assert line.endswith("unknown backbone 'resnt' — did you mean 'resnet'? (available: conv, encoder, identity, resnet, vgg)")
+    assert line.endswith("unknown backbone 'resnt' — did you mean 'resnet'? (available: conv, encoder, identity, resnet, vgg, whitened)")
 
 
 @pytest.mark.integration

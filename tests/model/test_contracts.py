@@ -12,7 +12,7 @@ from framegru.plugin_manager.host import load_components
 COMPONENTS = load_components()
 # Options a component needs to be cheap in a test (defaults are sized for real data).
 TINY = {"resnet": {"stages": 1, "small_input": True}, "conv": {"channels": [4, 6]},
-        "vgg": {"stem": 4, "channels": [4, 6], "pools": 2}}
+        "vgg": {"stem": 4, "channels": [4, 6], "pools": 2}, "whitened": {"widths": [4, 6], "pools": 2}}
 # Heads that move the pixels of the frame just read: behind `identity` with `skips: true`, their one skip
 # map is that frame.
 FRAME_SKIP = {"warp"}
