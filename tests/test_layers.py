@@ -40,14 +40,6 @@ TALKS_TO_THE_USER = {
 }
 
 
-# Library modules that still hold their command's handler (``add_parser``, ``cmd_*``), which imports
-# framegru/cli/ and prints: each is to move into framegru/cli/; the list only shrinks.
-HANDLERS_IN_THE_LIBRARY = {
-    "apps/classify_still.py", "apps/predict.py", "apps/webcam.py", "deploy/export.py", "bench/stream.py",
-    "bench/train.py",
-}
-
-
 def modules() -> list[Path]:
     return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
 
@@ -118,18 +110,14 @@ def test_a_module_imports_only_the_layers_below_it(path):
             if target == own:
                 continue
             assert target in LAYERS, f"{where} imports framegru.{target}, which is in no layer"
-            if target == "cli" and str(path.relative_to(PACKAGE)) in HANDLERS_IN_THE_LIBRARY:
-                continue  # checked below: the list only shrinks
             assert LAYERS[target] < rank, (f"{where}: {own} (layer {rank}) imports {target} (layer "
                                            f"{LAYERS[target]}); a layer imports only those below it")
 
 
 def test_nothing_in_the_library_imports_the_command_line():
-    importers = {str(p.relative_to(PACKAGE)): line for p in modules() if layer_of(p) not in ("cli", "__main__")
-                 for line, parts, names in imports(p) if targets(parts, names) == ["cli"]}
-    moved = sorted(HANDLERS_IN_THE_LIBRARY - set(importers))
-    assert not moved, f"framegru/{moved[0]} no longer imports framegru/cli/: take it off HANDLERS_IN_THE_LIBRARY"
-    offenders = [f"framegru/{name}:{line}" for name, line in importers.items() if name not in HANDLERS_IN_THE_LIBRARY]
+    offenders = [f"framegru/{p.relative_to(PACKAGE)}:{line}" for p in modules()
+                 if layer_of(p) not in ("cli", "__main__")
+                 for line, parts, names in imports(p) if targets(parts, names) == ["cli"]]
     assert not offenders, f"the library imports the command line, framegru/cli/ (return a value or raise instead): {offenders}"
 
 
@@ -158,9 +146,7 @@ def talks_to_the_user(tree: ast.AST) -> list[tuple[int, str]]:
 def test_library_code_returns_values_or_raises_instead_of_printing(path):
     name = str(path.relative_to(PACKAGE))
     found = talks_to_the_user(ast.parse(path.read_text(), str(path)))
-    if name in HANDLERS_IN_THE_LIBRARY and not found:
-        return  # a handler that imports the CLI's helpers without printing itself
-    if name in TALKS_TO_THE_USER or name in HANDLERS_IN_THE_LIBRARY:
+    if name in TALKS_TO_THE_USER:
         assert found, f"framegru/{name} no longer writes to the terminal: take it off TALKS_TO_THE_USER"
         return
     assert not found, (f"framegru/{name}:{found[0][0]} calls {found[0][1]}: library code returns values or raises; "
