@@ -17,7 +17,7 @@ import torch
 
 from framegru import DataError, DataInfo, decode_image, hookimpl, read_image
 
-from .in_memory import MemoryImages, decoded_images
+from .in_memory import MemoryImages, cached_images, decoded_images
 from .stills import LabelledImages, split_indices
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -161,10 +161,13 @@ def image_folder(*, root: Path, split: str, path: str | None = None, size: list[
     if size is None:
         size = _first_size(folder, paths, channels)
     info = DataInfo(channels=channels, height=size[0], width=size[1], classes=names, still=True)
-    indices = _readable(folder, paths, split_indices(len(paths), split, val_fraction), split, (size[0], size[1]),
-                        on_bad_image)
+    cached = cached_images(paths, channels, (size[0], size[1])) if in_memory else None
+    indices = split_indices(len(paths), split, val_fraction)
+    if cached is None:  # a cache holds only trees whose every image decoded: nothing left to check
+        indices = _readable(folder, paths, indices, split, (size[0], size[1]), on_bad_image)
     if in_memory:
-        images = decoded_images(paths, channels, (size[0], size[1]), ImageFiles(paths, channels, (size[0], size[1])).read)
+        images = cached if cached is not None else decoded_images(
+            paths, channels, (size[0], size[1]), ImageFiles(paths, channels, (size[0], size[1])).read)
         return MemoryImages(images, labels, indices, info, crop_padding if train else 0, flip and train,
                             cutout if train else 0, pad_mode)
     return LabelledImages(ImageFiles(paths, channels, (size[0], size[1])), labels, indices, info,

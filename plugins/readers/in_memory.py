@@ -49,6 +49,23 @@ def _available_bytes() -> int | None:
         return None
 
 
+def _cache_path(paths: Sequence[Path], channels: int, size: tuple[int, int]) -> Path:
+    return cache_dir() / "images" / f"{_cache_key(paths, channels, size)}.safetensors"
+
+
+def cached_images(paths: Sequence[Path], channels: int, size: tuple[int, int]) -> torch.Tensor | None:
+    """What :func:`decoded_images` would return, where the cache already holds it (every one of ``paths``
+    decoded when it was written); else None."""
+    path = _cache_path(paths, channels, size)
+    if not path.exists():
+        return None
+    try:
+        images = load_file(str(path))["images"]
+    except Exception:  # a damaged cache file is decoded again and replaced
+        return None
+    return images if images.dtype == torch.uint8 and tuple(images.shape) == (len(paths), channels, *size) else None
+
+
 def decoded_images(paths: Sequence[Path], channels: int, size: tuple[int, int],
                    read: Callable[[Path], torch.Tensor]) -> torch.Tensor:
     """All of ``paths`` as uint8 ``[N, channels, H, W]``, from the cache when it holds them.
@@ -67,14 +84,10 @@ def decoded_images(paths: Sequence[Path], channels: int, size: tuple[int, int],
     if available is not None and need > available // 2:
         raise DataError(f"{len(paths):,} images of {channels}x{size[0]}x{size[1]} take {need / 2**30:.1f} GiB, more "
                         f"than half the {available / 2**30:.1f} GiB of memory available: set data.reader.in_memory=false")
-    path = cache_dir() / "images" / f"{_cache_key(paths, channels, size)}.safetensors"
-    if path.exists():
-        try:
-            images = load_file(str(path))["images"]
-            if images.dtype == torch.uint8 and tuple(images.shape) == (len(paths), channels, *size):
-                return images
-        except Exception:  # a damaged cache file is decoded again and replaced
-            pass
+    images = cached_images(paths, channels, size)
+    if images is not None:
+        return images
+    path = _cache_path(paths, channels, size)
     images = torch.empty(len(paths), channels, *size, dtype=torch.uint8)
     for i, file in enumerate(paths):
         images[i] = read(file).mul(255).round_().to(torch.uint8)
