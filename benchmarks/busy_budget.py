@@ -8,7 +8,8 @@ It runs ``framegru run CONFIG train.time_budget_minutes=M`` in a fresh run dir w
 on one core (pinned to core 0 where the OS allows) for the first ``--busy`` minutes, then prints one
 JSON object: the budget, the training seconds the run counted (``spent_seconds`` in ``last``), the wall
 seconds of the whole command, the plans it made and its last evaluation. ``--quiet-too`` runs it a
-second time without the busy process, for the MSE of a quiet run beside it.
+second time without the busy process, for the MSE of a quiet run beside it. ``--keep DIR`` keeps each
+run's folder (``DIR/busy``, ``DIR/quiet``) to evaluate its checkpoint afterwards.
 """
 
 from __future__ import annotations
@@ -39,22 +40,25 @@ def spin(seconds: float) -> None:
         x = (x * 1103515245 + 12345) % 2**31
 
 
-def one_run(config: str, minutes: float, busy_minutes: float, extra: list[str]) -> dict:
+def one_run(config: str, minutes: float, busy_minutes: float, extra: list[str], keep: Path | None) -> dict:
     """One budgeted run, busy for its first ``busy_minutes``; what it reports of itself."""
     from framegru.io import checkpoint
 
     with tempfile.TemporaryDirectory() as folder:
-        run_dir = Path(folder) / "run"
+        run_dir = keep / ("busy" if busy_minutes > 0 else "quiet") if keep else Path(folder) / "run"
         busy = None
         if busy_minutes > 0:
             busy = multiprocessing.Process(target=spin, args=(busy_minutes * 60,), daemon=True)
             busy.start()
         tic = time.perf_counter()
+        log = open(run_dir.with_suffix(".log"), "w") if keep else subprocess.DEVNULL  # noqa: SIM115
         subprocess.run([sys.executable, "-m", "framegru", "run", config, f"train.time_budget_minutes={minutes}",
-                        f"run.dir={run_dir}", *extra], check=True, stdout=subprocess.DEVNULL)
+                        f"run.dir={run_dir}", *extra], check=True, stdout=log, stderr=subprocess.STDOUT if keep else None)
         wall = time.perf_counter() - tic
         if busy is not None:
             busy.terminate()
+        if keep:
+            log.close()
         last = checkpoint.load(run_dir / "last.safetensors")
         lines = (run_dir / "metrics.jsonl").read_text().splitlines()
         spent = float(last.extra.get("spent_seconds") or 0.0)
@@ -70,6 +74,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=55.0, help="train.time_budget_minutes")
     parser.add_argument("--busy", type=float, default=5.0, help="minutes the other process spins at the start")
     parser.add_argument("--quiet-too", action="store_true", help="also run without the busy process")
+    parser.add_argument("--keep", type=Path, help="keep the run folders under this folder")
     parser.add_argument("overrides", nargs="*", help="more config overrides")
     args = parser.parse_args()
     from framegru.runtime.timing import machine
@@ -78,9 +83,9 @@ def main() -> None:
 
     result = {"benchmark": "busy_budget", "machine": machine(torch.device("cpu")), "config": args.config,
               "budget_seconds": args.minutes * 60, "budget_margin": "the plan aims at 0.95 of the budget",
-              "busy": one_run(args.config, args.minutes, args.busy, args.overrides)}
+              "busy": one_run(args.config, args.minutes, args.busy, args.overrides, args.keep)}
     if args.quiet_too:
-        result["quiet"] = one_run(args.config, args.minutes, 0.0, args.overrides)
+        result["quiet"] = one_run(args.config, args.minutes, 0.0, args.overrides, args.keep)
     print(json.dumps(result, indent=1))
 
 
