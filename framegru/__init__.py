@@ -9,8 +9,8 @@ The core is the engine (:class:`ConvGRU`, :class:`ConvGRUCell`); readers, backbo
 listeners and commands are pluggy plugins whose functions carry :data:`hookimpl` and implement the hooks
 declared in :mod:`framegru.hookspecs` (the plugin API's reference).
 
-Names that would pull in heavy modules (PyAV, OpenCV, ONNX Runtime, pydantic) are imported on first
-use, so ``import framegru`` costs about what ``import torch`` does.
+Names that would pull in heavy modules (PyTorch, PyAV, OpenCV, ONNX Runtime, pydantic) are imported on
+first use, so ``import framegru`` is quick and the command line can speak before PyTorch has loaded.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .engine.convgru import ConvGRU, ConvGRUCell, rows_to_still, still_to_rows
 from .errors import DataError, FramegruError, UsageError
 from .hookspecs import hookimpl
 from .model.data_info import DataInfo, missing_data
 
 if TYPE_CHECKING:
+    from .engine.convgru import ConvGRU, ConvGRUCell, rows_to_still, still_to_rows
     from .model.blocks import conv_block
     from .io.camera import LiveCapture, fit_image
     from .cli.app import add_framegru_commands, components_for
@@ -45,6 +45,11 @@ __version__ = "0.1.0"
 
 # Public name -> (private module, its name there): imported when first asked for.
 _LAZY: dict[str, tuple[str, str]] = {
+    # the engine
+    "ConvGRU": ("engine.convgru", "ConvGRU"),
+    "ConvGRUCell": ("engine.convgru", "ConvGRUCell"),
+    "rows_to_still": ("engine.convgru", "rows_to_still"),
+    "still_to_rows": ("engine.convgru", "still_to_rows"),
     # tasks and models
     "Task": ("model.tasks", "Task"),
     "Metrics": ("model.tasks", "Metrics"),
