@@ -6,13 +6,16 @@ framegru once, then forks a child per command line; the child runs framegru's ``
 ``python -m framegru`` does (``runpy``, fresh ``sys.argv``, its own stdout and stderr, its own exit
 status, and a kill when it outlives its timeout). What the child does after the fork is exactly what
 the real command does after its imports. ``FRAMEGRU_TEST_REAL_CLI=1`` runs every command line as a
-real ``python -m framegru`` process instead (slower; the same assertions hold).
+real ``python -m framegru`` process instead (slower; the same assertions hold, once
+:func:`without_start_line` has taken out the line a real run or eval says before PyTorch loads, which a
+forked child, born with PyTorch loaded, does not say).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,6 +67,16 @@ def run_real(argv: list[str], *, cwd: Path, timeout: float = 60.0, env: dict[str
         text = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")  # noqa: E731
         return Outcome(argv, None, text(exc.stdout), text(exc.stderr), time.monotonic() - tic, True)
     return Outcome(argv, done.returncode, done.stdout, done.stderr, time.monotonic() - tic, False)
+
+
+# framegru/cli/start_line.py's line: the first on stderr of a real `run` or `eval`, before PyTorch loads.
+START_LINE = re.compile(r"framegru (run|eval) .+: loading PyTorch and the plugins( \(\d+(\.\d)? s last time\))?, then ")
+
+
+def without_start_line(stderr: str) -> str:
+    """``stderr`` less its first line where that is the start line."""
+    first, _, rest = stderr.partition("\n")
+    return rest if START_LINE.match(first) else stderr
 
 
 # -- the helper process -------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def test_load_model_is_documented():
 
 @pytest.mark.integration
 def test_top_level_import_is_cheap():
-    code = ("import sys, framegru; heavy = ('av', 'cv2', 'onnxruntime', 'tensorboard', 'pydantic', 'PIL'); "
+    code = ("import sys, framegru; heavy = ('torch', 'av', 'cv2', 'onnxruntime', 'tensorboard', 'pydantic', 'PIL'); "
             "print(','.join(m for m in heavy if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert done.stdout.strip() == ""

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from ..errors import FramegruError, UsageError
 from ..io import json_output
+from . import start_line
 
 if TYPE_CHECKING:
     from ..config.config import Config
@@ -297,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
+        started = start_line.announce(argv)  # before the plugins' entry points, which import PyTorch
         host = plugin_host(argv)
         parser = build_parser(host)
         host.components()  # what every installed plugin registers: its failures and collisions, said below
@@ -315,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "handler", None):
             parser.print_help()
             return 2
+        if started is not None:
+            start_line.remember(started)
         return int(args.handler(args) or 0)
     except FramegruError as exc:
         if debug:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.forked_cli import without_start_line
+
 from framegru.cli.app import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +40,7 @@ def run_in_process(capfd, *args, cwd=None, monkeypatch=None):
 
 def one_line_error(result, code):
     assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().splitlines()
+    lines = without_start_line(result.stderr).strip().splitlines()  # a subprocess says what it loads first
     assert len(lines) == 1 and lines[0].startswith("framegru: error: "), result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]
