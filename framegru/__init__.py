@@ -7,7 +7,8 @@ This module is framegru's public API: everything a plugin needs, and the only th
 
 The core is the engine (:class:`ConvGRU`, :class:`ConvGRUCell`); readers, backbones, heads, tasks, run
 listeners and commands are pluggy plugins whose functions carry :data:`hookimpl` and implement the hooks
-declared in :mod:`framegru.hookspecs` (the plugin API's reference).
+declared in :mod:`framegru.hookspecs` (the plugin API's reference). A plugin that has something to tell
+the user (a note, a warning) hands it to :data:`reporter`, which the command line shows.
 
 Names that would pull in heavy modules (PyTorch, PyAV, OpenCV, ONNX Runtime, pydantic) are imported on
 first use, so ``import framegru`` is quick and the command line can speak before PyTorch has loaded.
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import DataError, FramegruError, UsageError
 from .hookspecs import hookimpl
 from .model.data_info import DataInfo, missing_data
+from .reporting import reporter
 
 if TYPE_CHECKING:
     from .engine.convgru import ConvGRU, ConvGRUCell, rows_to_still, still_to_rows
@@ -90,7 +92,7 @@ __all__ = [
     "LiveCapture", "Metrics", "Pace", "Plan", "PredictionMetrics", "RunContext", "Task", "UsageError", "VIDEO_EXTENSIONS", "VideoProbe",
     "add_framegru_commands", "components_for", "conv_block", "cpu_has_native_bf16", "decode_image", "fit_image", "format_about",
     "format_clock", "format_metrics", "hookimpl", "json_dumps", "load_model", "missing_data", "probe_video",
-    "read_clip", "read_image", "rows_to_still", "still_to_rows", "world_size", "write_pictures",
+    "read_clip", "read_image", "reporter", "rows_to_still", "still_to_rows", "world_size", "write_pictures",
 ]
 
 

@@ -214,9 +214,11 @@ def framegru_run_pictures(run: RunContext, step: int, paths: list[Path]) -> None
 
 @hookspec
 def framegru_run_note(run: RunContext, message: str) -> None:
-    """Something the user should read: a dropped option, a time budget's plan, a slow setting.
+    """Something the user should read about the run: a time budget's plan, a split too small, a slow setting.
 
-    Notes come from the start of a run too, before :func:`framegru_run_start`.
+    Notes come from the start of a run too, before :func:`framegru_run_start`. Each is also reported
+    (:data:`framegru.reporter`), which is what shows it: a listener keeps it where it keeps the run (a
+    tracking server, a log), and need not print it.
     """
 
 

@@ -1,5 +1,6 @@
 """The layers of ``framegru/`` (docs/architecture.md), read from the source: each layer imports only the
-layers below it, nothing in the library imports the command line, and library code does not talk to the user."""
+layers below it, nothing in the library imports the command line, and library code does not talk to the user
+but through the one reporter (framegru/reporting.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "hookspecs": 0,
     "_compat": 0,  # the flat layout's old module names, as aliases (it imports by name, at run time)
+    "reporting": 0,  # the reporter: what the library and the plugins tell the user
     "engine": 1,
     "io": 1,
     "plugin_manager": 1,
@@ -33,11 +35,10 @@ ENTRY_POINTS = {"__init__": 7, "__main__": 9}
 # The only names the library may take from framegru/__init__.py (importing it imports the public API).
 FROM_THE_TOP = {"__version__"}
 
-# Library modules that still write to the terminal themselves, each with why: the list only shrinks.
-TALKS_TO_THE_USER = {
-    # A signal handler's note that the step is being finished: written at once, from inside the handler.
-    "runtime/stopping.py",
-}
+# The one module that makes a logger: the reporter every other module tells the user through.
+REPORTER = "reporting.py"
+LOGGING_SETUP = ("getLogger", "basicConfig", "StreamHandler", "debug", "info", "warning", "error", "critical",
+                 "exception", "log")
 
 
 def modules() -> list[Path]:
@@ -121,8 +122,10 @@ def test_nothing_in_the_library_imports_the_command_line():
     assert not offenders, f"the library imports the command line, framegru/cli/ (return a value or raise instead): {offenders}"
 
 
-def talks_to_the_user(tree: ast.AST) -> list[tuple[int, str]]:
-    """``print(...)``, ``sys.stdout``/``sys.stderr`` writes and rich Consoles in a module."""
+def talks_to_the_user(tree: ast.AST, reporter: bool = False) -> list[tuple[int, str]]:
+    """``print(...)``, ``sys.stdout``/``sys.stderr`` writes, rich Consoles, printed tracebacks, Python warnings
+    other than deprecations (those are for developers) and loggers of its own (``reporter``: the module that
+    makes the one logger) in a module."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
@@ -138,19 +141,34 @@ def talks_to_the_user(tree: ast.AST) -> list[tuple[int, str]]:
             elif (isinstance(func, ast.Attribute) and func.attr == "print" and isinstance(func.value, ast.Name)
                   and func.value.id in ("stdout", "stderr", "console")):
                 found.append((node.lineno, f"{func.value.id}.print(...)"))
+            elif _called(func, "traceback") and func.attr.startswith("print"):
+                found.append((node.lineno, f"traceback.{func.attr}(...)"))
+            elif _called(func, "warnings") and func.attr == "warn" and not _deprecation(node):
+                found.append((node.lineno, "warnings.warn(...) of no DeprecationWarning"))
+            elif _called(func, "logging") and func.attr in LOGGING_SETUP and not reporter:
+                found.append((node.lineno, f"logging.{func.attr}(...)"))
     return found
+
+
+def _called(func: ast.expr, module: str) -> bool:
+    """``module.something(...)``: ``func`` is an attribute of the name ``module``."""
+    return isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == module
+
+
+def _deprecation(call: ast.Call) -> bool:
+    """A ``warnings.warn`` call whose category (second argument or ``category=``) is a deprecation."""
+    category = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "category"), None)
+    name = getattr(category, "id", None) or getattr(category, "attr", "")
+    return "Deprecation" in name
 
 
 @pytest.mark.parametrize("path", [p for p in modules() if layer_of(p) not in ("cli", "__main__")],
                          ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_library_code_returns_values_or_raises_instead_of_printing(path):
     name = str(path.relative_to(PACKAGE))
-    found = talks_to_the_user(ast.parse(path.read_text(), str(path)))
-    if name in TALKS_TO_THE_USER:
-        assert found, f"framegru/{name} no longer writes to the terminal: take it off TALKS_TO_THE_USER"
-        return
-    assert not found, (f"framegru/{name}:{found[0][0]} calls {found[0][1]}: library code returns values or raises; "
-                       "the command line (framegru/cli/) tells the user")
+    found = talks_to_the_user(ast.parse(path.read_text(), str(path)), reporter=name == REPORTER)
+    assert not found, (f"framegru/{name}:{found[0][0]} calls {found[0][1]}: library code returns values or raises, "
+                       "and reports what the user should read besides to framegru.reporting.reporter")
 
 
 def test_the_checks_see_what_they_check(tmp_path):
@@ -164,6 +182,10 @@ def test_the_checks_see_what_they_check(tmp_path):
     assert found == [(1, ["engine"], ["recurrence"]), (2, [], ["__version__", "errors"]), (4, ["cli", "app"], ["main"])]
     assert [targets(parts, names) for _, parts, names in found] == [["engine"], ["__init__", "errors"], ["cli"]]
     tree = ast.parse("import sys\nprint('x')\nsys.stderr.write('y')\nfrom rich.console import Console\nConsole()\n"
-                     "stderr.print('z')\n")
-    assert [what for _, what in talks_to_the_user(tree)] == ["print(...)", "sys.stderr.write(...)", "Console(...)",
-                                                             "stderr.print(...)"]
+                     "stderr.print('z')\ntraceback.print_exc()\nwarnings.warn('w')\nlogging.getLogger('mine')\n"
+                     "warnings.warn('old', DeprecationWarning)\nwarnings.warn('old', category=FutureDeprecationWarning)\n"
+                     "reporter.warning('said')\n")
+    assert [what for _, what in talks_to_the_user(tree)] == [
+        "print(...)", "sys.stderr.write(...)", "Console(...)", "stderr.print(...)", "traceback.print_exc(...)",
+        "warnings.warn(...) of no DeprecationWarning", "logging.getLogger(...)"]
+    assert [what for _, what in talks_to_the_user(tree, reporter=True)][-1] == "warnings.warn(...) of no DeprecationWarning"

@@ -13,7 +13,6 @@ import functools
 import math
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from ..io import shipped
 from ..io.video import FrameStream, VideoWriter
 from ..model.frame_model import FrameModel, load_model
 from ..plugin_manager.host import Components
+from ..reporting import reporter
 from .classify_still import DEFAULT_CHECKPOINT as DEFAULT_CLASSIFIER
 
 DEFAULT_CHECKPOINTS = {
@@ -173,7 +173,7 @@ def labelled_panes(live: np.ndarray, predicted: np.ndarray, scale: int) -> np.nd
 @torch.inference_mode()
 def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | Path | None, *, fit: str = "crop",
                   scale: int | None = None, max_frames: int | None = None, strict: bool = False,
-                  warn=None, training_data: dict | None = None) -> PredictStats:
+                  training_data: dict | None = None) -> PredictStats:
     """Stream ``source`` through ``model`` and write ``input | prediction`` to ``out`` (None: no output),
     the panes labelled "live" and "predicted next" as ``webcam`` labels them where they are wide enough.
 
@@ -187,8 +187,9 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
         scale: enlargement of the output (default: the smallest that makes it at least 256 px tall).
         max_frames: stop after this many frames.
         strict: a damaged or truncated video is an error (no output), not a warning in the result.
-        warn: called with one line when the first frames look clearly unlike ``training_data`` (the
-            checkpoint's record, :mod:`.data_record`; default: the model's own ``training_data``).
+        training_data: what the model was trained on (the checkpoint's record, :mod:`.data_record`; default:
+            the model's own ``training_data``): where the first frames look clearly unlike it, a warning
+            is reported (:func:`out_of_domain`).
 
     Raises:
         DataError: ``source`` cannot be decoded, or is damaged and ``strict``.
@@ -229,13 +230,13 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
                     writer.write(panes, time=frame.time - first.time)
                 previous = predicted
                 count += 1
-                if warn is not None and len(seen) < CHECKED_FRAMES:
+                if len(seen) < CHECKED_FRAMES:
                     seen.append(frame.image)
                     if len(seen) == CHECKED_FRAMES:
-                        _warn_if_unlike(model, record, seen, source, warn)
+                        warn_if_unlike(model, record, seen, source)
                 frame = next(frames, None)
-            if warn is not None and 0 < len(seen) < CHECKED_FRAMES:  # a short video: judge what there was
-                _warn_if_unlike(model, record, seen, source, warn)
+            if 0 < len(seen) < CHECKED_FRAMES:  # a short video: judge what there was
+                warn_if_unlike(model, record, seen, source)
             if frame is None and stream.problem and strict:  # read to its end, and it was damaged
                 raise DataError(f"{stream.problem}; --strict refuses a partial result")
         except BaseException:
@@ -248,8 +249,9 @@ def predict_video(model: FrameModel | OnnxModel, source: str | Path, out: str | 
     return PredictStats(count, time.perf_counter() - tic, stream.decode_seconds, model_seconds, warning)
 
 
-def _warn_if_unlike(model: FrameModel | OnnxModel, record: dict | None, images: list[np.ndarray], source: str | Path,
-                    warn: Callable[[str], None]) -> None:
+def warn_if_unlike(model: FrameModel | OnnxModel, record: dict | None, images: list[np.ndarray],
+                   source: str | Path) -> None:
+    """Report :func:`out_of_domain`'s warning, if any, for ``predict`` and ``webcam`` alike."""
     line = out_of_domain(model, record, images, source)
     if line:
-        warn(line)
+        reporter.warning(f"framegru: {line}")

@@ -14,7 +14,6 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from ..errors import DataError, UsageError
 from ..io.camera import LiveCapture, fit_image
 from ..io.video import VideoWriter
 from ..model.frame_model import FrameModel
-from .predict import CHECKED_FRAMES, draw_label, out_of_domain, to_image, to_tensor
+from .predict import CHECKED_FRAMES, draw_label, to_image, to_tensor, warn_if_unlike
 
 WINDOW = "framegru webcam (q or Esc quits)"
 DEFAULT_WINDOW = 16  # frames a video classifier pools over, when its config does not say
@@ -128,12 +127,12 @@ class WebcamStats:
 
 def run_webcam(model: FrameModel | OnnxModel, capture: LiveCapture, *, window: bool, out: str | Path | None,
                max_frames: int | None = None, fit: str = "crop", snapshot: str | Path | None = None,
-               height: int = 360, stop: threading.Event | None = None, warn: Callable[[str], None] | None = None,
+               height: int = 360, stop: threading.Event | None = None,
                training_data: dict | None = None) -> WebcamStats:
     """Show and/or record ``capture`` annotated by ``model`` until it ends, ``max_frames``, q/Esc or ``stop``.
 
-    ``warn`` is called with one line, the one ``predict`` gives, when the first frames look clearly
-    unlike ``training_data`` (default: the model's own record, :mod:`.data_record`).
+    Where the first frames look clearly unlike ``training_data`` (default: the model's own record,
+    :mod:`.data_record`), the warning ``predict`` gives is reported.
 
     The recording is finalized whatever ends the run; a camera that stops delivering ends it cleanly
     with ``stats.error`` set.
@@ -161,10 +160,10 @@ def run_webcam(model: FrameModel | OnnxModel, capture: LiveCapture, *, window: b
             if tic is None:
                 tic, first_at = now, frame.at
             output = live.step(frame.image)
-            if warn is not None and len(seen) < CHECKED_FRAMES:
+            if len(seen) < CHECKED_FRAMES:
                 seen.append(live.seen)
-                if len(seen) == CHECKED_FRAMES and (line := out_of_domain(model, record, seen, capture.name)):
-                    warn(line)
+                if len(seen) == CHECKED_FRAMES:
+                    warn_if_unlike(model, record, seen, capture.name)
             latency = 1000 * (time.perf_counter() - frame.at)
             elapsed = time.perf_counter() - tic
             if stats.frames:
@@ -208,9 +207,8 @@ def run_webcam(model: FrameModel | OnnxModel, capture: LiveCapture, *, window: b
                 cv2.destroyAllWindows()
             if snapshot is not None and annotated is not None:
                 written = _write_snapshot(Path(snapshot), annotated)
-    short = warn is not None and 0 < len(seen) < CHECKED_FRAMES  # judged on what there was, as predict does
-    if short and (line := out_of_domain(model, record, seen, capture.name)):
-        warn(line)
+    if 0 < len(seen) < CHECKED_FRAMES:  # judged on what there was, as predict does
+        warn_if_unlike(model, record, seen, capture.name)
     if snapshot is not None and annotated is not None and not written:
         raise DataError(f"cannot write the snapshot {snapshot} (check the folder exists and is writable)")
     return stats

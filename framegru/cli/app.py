@@ -16,7 +16,9 @@ from rich.table import Table
 
 from ..errors import FramegruError, UsageError
 from ..io import json_output
+from ..reporting import reporter
 from . import start_line
+from .reports import shown_on_stderr
 
 if TYPE_CHECKING:
     from ..config.config import Config
@@ -73,7 +75,7 @@ def components_for(args: argparse.Namespace, config_plugins: list[str] | None = 
 
 def config_and_components(args: argparse.Namespace, config: Config | None = None) -> tuple[Config, Components]:
     """``config`` (default: ``args.config`` with ``args.overrides``) and the components it can use, the
-    options a component switched by name cannot take dropped (``config.notes`` says which)."""
+    options a component switched by name cannot take dropped (each reported, as loading's notes are)."""
     from ..config.config import drop_inherited_options, load_config
 
     if config is None:
@@ -162,7 +164,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         table.add_row(c["name"], escape(c["plugin"]), _package_text(c), escape(c["doc"]))
     stdout.print(table)
     if listing["disabled"]:
-        stderr.print(f"switched off by {DISABLE_VARIABLE}: {', '.join(listing['disabled'])}", highlight=False)
+        reporter.info(f"switched off by {DISABLE_VARIABLE}: {', '.join(listing['disabled'])}")
     return 0
 
 
@@ -172,9 +174,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..training.runner import run_config
 
     config, components = config_and_components(args)
-    if distributed.rank() == 0:
-        for note in config.notes:
-            stderr.print(note, highlight=False)
     try:  # the progress display, metrics.jsonl and TensorBoard are listeners (plugins/listeners/)
         metrics = run_config(config, components, resume=args.resume, overwrite=args.overwrite)
     except BaseException:
@@ -202,12 +201,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                          "(framegru eval CKPT evaluates it with the config inside it)")
     else:
         config, components = config_and_components(args)
-    for note in config.notes:
-        stderr.print(note, highlight=False)
-    said: list[str] = []
-    metrics = evaluate_checkpoint(config, components, args.checkpoint, args.data, args.save_predictions, said)
-    for line in said:
-        stderr.print(line, highlight=False)
+    metrics = evaluate_checkpoint(config, components, args.checkpoint, args.data, args.save_predictions)
     if args.json:
         print_json(metrics)
     else:
@@ -294,6 +288,7 @@ def build_parser(host: PluginHost | None = None) -> Parser:
     return parser
 
 
+@shown_on_stderr()  # what the library and the plugins report, one line each
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -303,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser(host)
         host.components()  # what every installed plugin registers: its failures and collisions, said below
         for problem in host.problems:  # every command, --help and `plugins` included, runs on and says them
-            print(f"framegru: warning: {one_line(problem)}", file=sys.stderr)
+            reporter.warning(f"framegru: warning: {one_line(problem)}")
         args, extra = parser.parse_known_args(argv)
         args.plugin_host = host
         # argparse stops collecting a subcommand's `key.sub=value` overrides at the first flag after them:
@@ -323,10 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     except FramegruError as exc:
         if debug:
             traceback.print_exc()
-        print(f"framegru: error: {one_line(str(exc))}", file=sys.stderr)
+        reporter.error(f"framegru: error: {one_line(str(exc))}")
         return exc.exit_code
     except KeyboardInterrupt as exc:  # a run's Interrupted says what it kept
-        print(f"framegru: interrupted{': ' + one_line(str(exc)) if str(exc) else ''}", file=sys.stderr)
+        reporter.error(f"framegru: interrupted{': ' + one_line(str(exc)) if str(exc) else ''}")
         return 130
     except BrokenPipeError:
         return 0
@@ -335,12 +330,12 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         first = (unwrap_worker(str(exc)).strip().splitlines() or [""])[0]
         if _out_of_memory(exc):  # a config too big for the machine: the user's to change, not a bug
-            print(f"framegru: error: out of memory ({first}): use a smaller model, train.batch_size or frame size",
-                  file=sys.stderr)
+            reporter.error(f"framegru: error: out of memory ({first}): use a smaller model, train.batch_size "
+                           "or frame size")
             return 1
         # Otherwise a bug of ours: still no traceback unless asked.
-        print(f"framegru: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        reporter.error(f"framegru: internal error: {type(exc).__name__}: {first} (rerun with --debug for the "
+                       "traceback)")
         return 1
 
 

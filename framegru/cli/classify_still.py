@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ..apps import classify_still
@@ -14,6 +13,7 @@ from ..deploy.backends import add_backend_argument, with_backend
 from ..errors import DataError, UsageError
 from ..io import json_output
 from ..io.images import read_image
+from ..reporting import reporter
 from ..runtime.device import add_device_argument, pick_device
 from .app import components_for, print_json, stdout
 from .flags import bounded
@@ -65,7 +65,7 @@ def cmd_classify_still(args: argparse.Namespace) -> int:
                 images.append(read_image(name, info.channels, (info.height, info.width)))
                 names.append(name)
             except DataError as exc:  # one bad file must not cost the others their answer
-                print(f"framegru: error: {exc}", file=sys.stderr, flush=True)
+                reporter.error(f"framegru: error: {exc}")
                 status = 1
         if not images:
             continue

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -13,14 +12,10 @@ from ..apps.predict import MAX_SCALE, model_threads, open_model, predict_video, 
 from ..deploy.backends import add_backend_argument, name_of, with_backend
 from ..errors import DataError, UsageError
 from ..io.video import FITS
+from ..reporting import reporter
 from ..runtime.device import add_device_argument, pick_device
 from .app import components_for, print_json, stderr
 from .flags import FRAMES, THREADS, bounded
-
-
-def warn(line: str) -> None:
-    """A library's warning (e.g. the out-of-domain one) on stderr, at once."""
-    print(f"framegru: {line}", file=sys.stderr, flush=True)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -38,14 +33,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         record = training_record(model, components, shipped_default=args.checkpoint is None)
         model = with_backend(model, args.backend, model_threads(args.threads))
         stats = predict_video(model, args.video, args.out, fit=args.fit, scale=args.scale, max_frames=args.max_frames,
-                              strict=args.strict, training_data=record,
-                              warn=warn)
+                              strict=args.strict, training_data=record)
     finally:
         torch.set_num_threads(threads)
     result = {**stats.to_dict(), "backend": name_of(model)}
     if stats.warning:
-        print(f"framegru: warning: {stats.warning}; the output covers the {stats.frames} frames decoded "
-              "(--strict makes this an error)", file=sys.stderr)
+        reporter.warning(f"framegru: warning: {stats.warning}; the output covers the {stats.frames} frames decoded "
+                         "(--strict makes this an error)")
     stderr.print(f"framegru predict: {result['frames']} frames at {result['fps']} fps end to end "
                  f"(decode {result['decode_fps']} fps, model {result['model_fps']} fps on {result['backend']}); "
                  f"wrote {args.out}", highlight=False)

@@ -14,6 +14,7 @@ from typing import Any
 from ..config.config import FIXED_KEYWORDS, Config, dump_yaml
 from ..plugin_manager.host import Components
 from ..plugin_manager.registry import plain_value
+from ..reporting import captured
 
 COMPONENTS = (("reader", ("data", "reader")), ("backbone", ("model", "backbone")), ("head", ("model", "head")))
 
@@ -62,7 +63,8 @@ def origins(config: Config, data: dict[str, Any]) -> str:
 def cmd_config(args: argparse.Namespace) -> int:
     from .app import config_and_components
 
-    config, components = config_and_components(args)
+    with captured() as notes:  # what loading said: comments in the printed config, not lines on stderr
+        config, components = config_and_components(args)
     data = resolved(config, components)
     if getattr(args, "origin", False):
         print(origins(config, data), end="", flush=True)
@@ -70,8 +72,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data), flush=True)
         return 0
-    notes = "".join(f"# {note}\n" for note in config.notes)
-    print(config.resolved_header() + notes + dump_yaml(data), end="", flush=True)
+    comments = "".join(f"# {note}\n" for note in notes)
+    print(config.resolved_header() + comments + dump_yaml(data), end="", flush=True)
     return 0
 
 

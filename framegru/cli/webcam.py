@@ -14,11 +14,11 @@ from ..deploy.backends import add_backend_argument, with_backend
 from ..errors import DataError, UsageError
 from ..io.camera import LiveCapture
 from ..io.video import FITS
+from ..reporting import reporter
 from ..runtime.device import add_device_argument, pick_device
 from ..runtime.stopping import StopRequest
 from .app import components_for, stderr
 from .flags import FRAMES, THREADS, bounded
-from .predict import warn
 
 
 def cmd_webcam(args: argparse.Namespace) -> int:
@@ -30,7 +30,7 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     if not window and args.out is None:
         raise UsageError("no display here (or --no-window) and no --out: pass --out FILE.mp4 to record the annotated stream")
     if not window and not args.no_window:
-        stderr.print(f"framegru webcam: no display found; recording to {args.out}", highlight=False)
+        reporter.info(f"framegru webcam: no display found; recording to {args.out}")
     capture = LiveCapture(args.source)  # a missing camera fails here, in well under a second
     threads = torch.get_num_threads()
     try:
@@ -41,15 +41,14 @@ def cmd_webcam(args: argparse.Namespace) -> int:
         if args.checkpoint is None:  # the shipped model: say which, so its classes surprise no one
             info = model.info
             classes = f"{len(info.classes)} classes, " if info.classes else ""
-            stderr.print(f"framegru webcam: the shipped {DEFAULT_MODELS[args.task or 'predict']} ({classes}"
-                         f"{info.channels}x{info.height}x{info.width}); --checkpoint CKPT runs another", highlight=False)
+            reporter.info(f"framegru webcam: the shipped {DEFAULT_MODELS[args.task or 'predict']} ({classes}"
+                          f"{info.channels}x{info.height}x{info.width}); --checkpoint CKPT runs another")
         record = training_record(model, components, shipped_default=args.checkpoint is None)
         model = with_backend(model, args.backend, model_threads(args.threads))
         # The first Ctrl-C or SIGTERM ends the loop so the recording is finalized; a second one acts at once.
         with StopRequest(announce=False).installed() as stop:
             stats = run_webcam(model, capture, window=window, out=args.out, max_frames=args.max_frames,
-                               fit=args.fit, snapshot=args.snapshot, stop=stop.event, training_data=record,
-                               warn=warn)
+                               fit=args.fit, snapshot=args.snapshot, stop=stop.event, training_data=record)
     finally:
         capture.close()
         torch.set_num_threads(threads)

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from ..errors import UsageError, brief, did_you_mean, unreadable
 from ..io import shipped
+from ..reporting import reporter
 
 
 class Strict(BaseModel):
@@ -216,12 +217,6 @@ class Config(Strict):
         """``cpu`` or ``cuda``: the ``per_device`` section applied to this config, if any."""
         return self.layers.device_section
 
-    @property
-    def notes(self) -> list[str]:
-        """What loading changed beyond the keys given (an explicit value cancelling an implicit rule, a
-        reader switched by name dropping the old one's options)."""
-        return list(self.layers.notes)
-
     def resolved_header(self) -> str:
         """The comment heading ``run.dir/config.yaml``: where this config came from and what was applied."""
         layers = self.layers
@@ -276,13 +271,12 @@ class Layer:
 
 @dataclass(frozen=True)
 class Layers:
-    """How :func:`load_config` made a config: its layers in merge order, and what it said about them."""
+    """How :func:`load_config` made a config: its layers in merge order."""
 
     source: str = ""
     layers: tuple[Layer, ...] = ()
     overrides: tuple[str, ...] = ()
     device_section: str | None = None
-    notes: tuple[str, ...] = ()
     switched: tuple[tuple[str, Any, Any, tuple[str, ...]], ...] = ()  # components switched by name (drop_inherited_options)
 
     def named(self, name: str) -> Layer | None:
@@ -423,8 +417,8 @@ FIXED_KEYWORDS = {"reader": ("root", "split"), "backbone": ("in_channels",), "he
 def drop_inherited_options(config: Config, components: Any) -> list[str]:
     """Drop the options a component switched by name inherited from the old one and cannot take
     (moving_mnist's ``digits`` after ``data.reader.name=image_folder``); options both take stay
-    (cifar10's ``flip`` suits image_folder too). Returns what was dropped, one note each, also kept in
-    ``config.notes``.
+    (cifar10's ``flip`` suits image_folder too). Returns what was dropped, one note each, also reported
+    (:mod:`framegru.reporting`).
 
     The components are known only once the config has named its plugins, so this runs after
     :func:`load_config`: the CLI calls it once for every command (``cli.config_and_components``);
@@ -449,8 +443,7 @@ def drop_inherited_options(config: Config, components: Any) -> list[str]:
             object.__setattr__(getattr(config, section), key, Component(name=new, **kept))
             notes.append(f"{where} switched from '{old}' to '{new}': dropped {old}'s options {', '.join(dropped)}, "
                          f"which {new} does not take")
-    if config._layers is not None:
-        config._layers = dataclasses.replace(config._layers, notes=(*config._layers.notes, *notes))
+            reporter.info(notes[-1])
     return notes
 
 
@@ -678,6 +671,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, per_dev
     config's folder. Every ``per_device`` section is validated, not
     only the one applied here: a typo in the cuda section fails on a CPU machine too. ``overrides`` are
     this machine's, so another section fails only where it fails both with them and without them.
+    What loading changed beyond the keys given (an override cancelling an implicit rule) is reported
+    (:mod:`framegru.reporting`), a note each.
 
     Args:
         path: the YAML file, or a shipped config's name.
@@ -720,8 +715,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, per_dev
         if not _validates(apply_values(copy.deepcopy(variant), cli)):
             validate(variant, f"{path}: per_device.{name}" if name else str(path))
     config._layers = Layers(source=str(path), layers=tuple(layers), overrides=tuple(overrides),
-                            device_section=device if applied else None, notes=tuple(notes),
+                            device_section=device if applied else None,
                             switched=tuple((w, o, n, tuple(i)) for w, o, n, i in switched))
+    for note in notes:  # what loading changed beyond the keys given, once the config is known to be valid
+        reporter.info(note)
     return config
 
 

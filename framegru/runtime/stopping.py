@@ -10,6 +10,10 @@ native call (a convolution over a batch too large for memory) would never see ei
 thread therefore counts the signals as they arrive (``signal.set_wakeup_fd``, written by the C-level
 handler at once): after the second, the process gets :data:`GRACE_SECONDS` to stop the usual way, then
 ends with ``os._exit``. Checkpoints are atomic renames, so that too leaves ``last`` whole.
+
+What stopping means is reported (:mod:`framegru.reporting`) from that thread rather than from the signal
+handler, which interrupts the main thread anywhere, in the middle of writing a line too: Python's logging
+documentation warns against logging there.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
+
+from ..reporting import reporter
 
 SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None)
 GRACE_SECONDS = 2.0  # for the main thread to stop by KeyboardInterrupt (and say what is kept) itself
@@ -29,7 +34,7 @@ class StopRequest:
     """Set by the first SIGINT or SIGTERM while :meth:`installed` is active.
 
     Args:
-        announce: say on stderr that the run finishes its step to save ``last``.
+        announce: report that the run finishes its step to save ``last``.
 
     :attr:`event` is set with :attr:`requested`, for a loop that waits on a :class:`threading.Event`.
     """
@@ -41,6 +46,7 @@ class StopRequest:
         self.announce = announce
         self.kept = kept or (lambda what: what)
         self._previous: dict[int, object] = {}
+        self._watched = False  # a watchdog thread sees the signals: it, not the handler, announces
 
     @property
     def requested(self) -> bool:
@@ -52,10 +58,11 @@ class StopRequest:
         self.signal_name = signal.Signals(signum).name
         for sig, handler in self._previous.items():  # a second signal acts at once
             signal.signal(sig, handler)
-        if self.announce:
-            sys.stderr.write(f"\n{self.signal_name}: finishing this step to save 'last' "
-                             "(press Ctrl-C again to stop at once without saving)\n")
-            sys.stderr.flush()
+        if self.announce and not self._watched:  # no watchdog to say it: said here after all
+            self._say_stopping(self.signal_name)
+
+    def _say_stopping(self, name: str) -> None:
+        reporter.info(f"{name}: finishing this step to save 'last' (press Ctrl-C again to stop at once without saving)")
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopRequest]:
@@ -89,7 +96,9 @@ class StopRequest:
                 signal.set_wakeup_fd(previous)
             os.close(read)
             os.close(write)
+            self._watched = False
             return None
+        self._watched = True
         left = threading.Event()  # set when the block is left: the main thread is out of the step
         thread = threading.Thread(target=self._watch, args=(read, left), name="framegru-stop-watchdog", daemon=True)
         thread.start()
@@ -109,9 +118,12 @@ class StopRequest:
         caught: list[int] = []
         while len(caught) < 2:
             data = os.read(read, 64)
+            fresh = [signum for signum in data if signum in SIGNALS]
+            if fresh and not caught and self.announce:
+                self._say_stopping(signal.Signals(fresh[0]).name)
+            caught += fresh
             if 0 in data:
                 return
-            caught += [signum for signum in data if signum in SIGNALS]
         # The second signal: the main thread may be in native code that runs for hours. Give it the
         # grace to stop by itself; past that, end here (the lock and files go with the process).
         if left.wait(GRACE_SECONDS):
@@ -122,8 +134,7 @@ class StopRequest:
             line = self.kept(f"a second {name} stopped the run at once")
         except Exception:  # the forced stop must not depend on reading the checkpoint
             line = f"a second {name} stopped the run at once"
-        sys.stderr.write(f"\nframegru: interrupted: {line}\n")
-        sys.stderr.flush()
+        reporter.error(f"framegru: interrupted: {line}")  # (the sink writes and flushes before returning)
         os._exit(128 + signum)
 
 

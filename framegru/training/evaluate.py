@@ -16,6 +16,7 @@ from ..io.checkpoint import atomic_output
 from ..model.frame_model import load_model
 from ..model.tasks import score_batches
 from ..plugin_manager.host import Components
+from ..reporting import reporter
 from ..runtime.device import autocast_for, pick_device
 from .batches import build_reader, eval_batches
 
@@ -67,10 +68,10 @@ def config_of_checkpoint(checkpoint: str | Path, overrides: list[str] | None = N
 
 
 def evaluate_checkpoint(config: Config, components: Components, checkpoint: str | Path, data: str | Path | None,
-                        save_predictions: str | Path | None = None, said: list[str] | None = None) -> dict:
+                        save_predictions: str | Path | None = None) -> dict:
     """Metrics of ``checkpoint`` on ``data`` (read by the config's reader through its ``path`` option),
     or, when ``data`` is None, on the split :func:`held_out_split` picks (which items were scored is
-    appended to ``said``).
+    reported, :func:`describe_split`).
 
     ``save_predictions``: also write the model's outputs, in the order of the data, to this ``.npy``
     file: the predicted future frames ``float32 [N, T_future, C, H, W]`` in ``[0, 1]``, or the logits
@@ -101,8 +102,7 @@ def evaluate_checkpoint(config: Config, components: Components, checkpoint: str 
                         f"{own_config_hint(checkpoint, model.config)}")
     if len(dataset) == 0:
         raise DataError("nothing to evaluate: the data set is empty")
-    if said is not None:
-        said.append(describe_split(config, split, dataset, data))
+    reporter.info(describe_split(config, split, dataset, data))
 
     def score(on_output=None) -> dict:
         return score_batches(model, eval_batches(dataset, config), device, autocast_for(device, config.train.amp),

@@ -2,11 +2,13 @@
 what happens in a run.
 
 Nothing here shows or writes anything: the terminal UI, ``metrics.jsonl`` and TensorBoard are
-listeners that framegru's own plugins register (``plugins/listeners/``), as a user's plugin would.
+listeners that framegru's own plugins register (``plugins/listeners/``), as a user's plugin would; a
+run's notes go to the reporter (:mod:`framegru.reporting`), which shows them, and to the listeners.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pluggy
 
 from ..errors import FramegruError, UsageError
 from ..plugin_manager.host import BUILTIN_PACKAGE
+from ..reporting import reporter
 
 
 class RunEvents:
@@ -34,6 +37,7 @@ class RunEvents:
         self.pm: pluggy.PluginManager | None = components.plugin_manager
         self.context = context
         self.extra = list(listeners)
+        self.main = enabled  # rank 0: it alone reports a run's notes
         self.enabled = enabled and self.pm is not None
         self._who: dict[int, tuple[str, bool]] = {}  # id(listener) -> (how errors name it, framegru's own?)
         self._listening: list[object] = []
@@ -98,7 +102,10 @@ class RunEvents:
     def pictures(self, step: int, paths: list[Path]) -> None:
         self._call("framegru_run_pictures", run=self.context(), step=step, paths=paths)
 
-    def note(self, message: str) -> None:
+    def note(self, message: str, level: int = logging.INFO) -> None:
+        """A line for the user: reported (rank 0 only, as every event), then told to the listeners."""
+        if self.main:
+            reporter.log(level, message)
         self._call("framegru_run_note", run=self.context(), message=message)
 
     def finish(self, error: BaseException | None) -> None:

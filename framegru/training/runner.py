@@ -11,6 +11,7 @@ config stays as loaded. Listeners see the run through a read-only :class:`~frame
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -102,8 +103,7 @@ class Runner:
     # -- building -----------------------------------------------------------------------------
     def _build(self) -> None:
         spec = self.config.model
-        for note in drop_inherited_options(self.config, self.components):  # the CLI has said them already
-            self.events.note(note)
+        drop_inherited_options(self.config, self.components)  # reports each; done already where the CLI loaded it
         # Names first: a typo should not wait for a data set to load.
         self.components.readers.get(self.config.data.reader.name)
         self.components.backbones.get(spec.backbone.name)
@@ -267,7 +267,7 @@ class Runner:
                 run_dir.clear_results(self.dir)
         if self.is_main and self.device.type == "cpu" and self.config.train.cpu_bf16 is True and not cpu_has_native_bf16():
             self.events.note("train.cpu_bf16: this CPU has neither AVX-512 BF16 nor AMX, so bf16 runs emulated, "
-                             "12-13x slower than fp32 in our measurements; set train.cpu_bf16=false")
+                             "12-13x slower than fp32 in our measurements; set train.cpu_bf16=false", logging.WARNING)
         self._resumed_plan: Plan | None = None
         start = self._resume() if resume else 0
         self.step = self.start_step = start
@@ -283,7 +283,7 @@ class Runner:
         # After every check that can refuse the run, so that such an error stays one line.
         for note in [*size_notes(self.config, self.train_set, self.val_set), *([tight] if tight else [])]:
             if self.is_main:
-                self.events.note(note)
+                self.events.note(note, logging.WARNING)
         if self._resumed_plan is not None:
             self._set_plan(self._resumed_plan.replace(reason="resume"), "resume")
         elif not resume and self.config.train.time_budget_minutes:

@@ -1,6 +1,7 @@
 """The terminal UI of a run, a built-in listener: what it will run, a rich progress bar with loss, speed
-and ETA, a line per evaluation, the run's notes, and the same figures as a plain line every minute
-where stderr is not a terminal."""
+and ETA, a line per evaluation, and the same figures as a plain line every minute where stderr is not a
+terminal. The run's notes are the reporter's (``framegru.reporter``): the command line writes them to
+stderr, which rich's live bar redirects to print each above it, in order with the bar's own lines."""
 
 from __future__ import annotations
 
@@ -144,17 +145,13 @@ class ProgressDisplay:
         self.console.print(f"[cyan]eval @ {step}[/cyan]  {format_metrics(metrics)}")
 
     @hookimpl
-    def framegru_run_note(self, message: str) -> None:
-        self.console.print(message, highlight=False)
-
-    @hookimpl
     def framegru_run_finish(self) -> None:
         if self.progress:
             self.progress.stop()
 
 
 def progress(*, run: Any, log_every_s: float = 60.0) -> ProgressDisplay:
-    """The run on the terminal: its plan, a progress bar with loss, speed and ETA, evaluations and notes.
+    """The run on the terminal: its plan, a progress bar with loss, speed and ETA, and evaluations.
 
     Args:
         run: the run.

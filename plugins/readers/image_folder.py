@@ -8,14 +8,13 @@ class folder, a single class, ``path/train/<class>``) is one clear error.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from framegru import DataError, DataInfo, decode_image, hookimpl, read_image
+from framegru import DataError, DataInfo, decode_image, hookimpl, read_image, reporter
 
 from .in_memory import MemoryImages, cached_images, decoded_images
 from .stills import LabelledImages, split_indices
@@ -98,9 +97,9 @@ def _readable(folder: Path, paths: list[Path], indices: list[int], split: str, s
         raise DataError(f"{len(bad)} of the {len(indices)} {split} images under {folder} cannot be read: "
                         f"{'; '.join(bad.values())}; replace or remove them, or set data.reader.on_bad_image=skip")
     kept = [i for i in indices if paths[i] not in bad]
-    print(f"framegru: warning: skipped {len(indices) - len(kept)} unreadable image"
-          f"{'s' if len(indices) - len(kept) > 1 else ''} of the {len(indices)} {split} images under {folder} "
-          "(data.reader.on_bad_image: skip)", file=sys.stderr, flush=True)
+    reporter.warning(f"framegru: warning: skipped {len(indices) - len(kept)} unreadable image"
+                     f"{'s' if len(indices) - len(kept) > 1 else ''} of the {len(indices)} {split} images under "
+                     f"{folder} (data.reader.on_bad_image: skip)")
     return kept
 
 

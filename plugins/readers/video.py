@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 import weakref
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from framegru import FITS, VIDEO_EXTENSIONS, DataError, DataInfo, VideoProbe, hookimpl, probe_video, read_clip
+from framegru import (FITS, VIDEO_EXTENSIONS, DataError, DataInfo, VideoProbe, hookimpl, probe_video, read_clip,
+                      reporter)
 
 from .stills import hold_out
 
@@ -55,8 +55,8 @@ def _report(skipped, paths: list[Path], split: str, owner: int) -> None:
     bad = [paths[i].name for i, flag in enumerate(skipped) if flag]
     if bad:
         listing = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        print(f"framegru: warning: skipped {len(bad)} unreadable video{'s' if len(bad) > 1 else ''} "
-              f"of {len(paths)} in the {split} split: {listing}", file=sys.stderr, flush=True)
+        reporter.warning(f"framegru: warning: skipped {len(bad)} unreadable video{'s' if len(bad) > 1 else ''} "
+                         f"of {len(paths)} in the {split} split: {listing}")
 
 
 class VideoClips(Dataset):

@@ -14,6 +14,7 @@ from framegru.io.camera import LiveCapture
 from framegru.io.video import FrameStream
 from framegru.model.frame_model import load_model
 from framegru.plugin_manager.host import load_components
+from framegru.reporting import captured
 
 DIGITS = {"reader": "moving_mnist", "path": None, "channels": 1, "height": 16, "width": 16, "mean": 0.05, "std": 0.2}
 
@@ -33,16 +34,22 @@ def test_webcam_gives_the_warning_predict_gives(digit_model, tmp_path):
     dark = str(write_video(tmp_path / "dark.mp4", moving_digit(3, "right", frames=20, size=16)))
     said: dict[str, list[str]] = {"predict": [], "webcam": []}
     for source in (dark, bright):
-        predict.predict_video(model, source, None, warn=said["predict"].append)
-        run_webcam(model, LiveCapture(source), window=False, out=None, warn=said["webcam"].append)
+        with captured() as lines:
+            predict.predict_video(model, source, None)
+        said["predict"] += lines
+        with captured() as lines:
+            run_webcam(model, LiveCapture(source), window=False, out=None)
+        said["webcam"] += lines
     assert len(said["predict"]) == 1 and said["webcam"] == said["predict"]
-    assert said["webcam"][0].startswith(f"warning: {bright} looks unlike what this model was trained on "
+    assert said["webcam"][0].startswith(f"framegru: warning: {bright} looks unlike what this model was trained on "
                                         "(moving_mnist, 1x16x16, mean 0.05, contrast 0.20): mean brightness 0.78")
     assert "in its first 16 frames, so the predictions will likely mean little" in said["webcam"][0]
     short = str(write_video(tmp_path / "short.mp4", np.full((5, 16, 16), 200, np.uint8)))
-    said = {"predict": [], "webcam": []}
-    predict.predict_video(model, short, None, warn=said["predict"].append)
-    run_webcam(model, LiveCapture(short), window=False, out=None, warn=said["webcam"].append)
+    with captured() as said_predict:
+        predict.predict_video(model, short, None)
+    with captured() as said_webcam:
+        run_webcam(model, LiveCapture(short), window=False, out=None)
+    said = {"predict": said_predict, "webcam": said_webcam}
     assert len(said["webcam"]) == 1 and said["webcam"] == said["predict"] and "in its first 5 frames" in said["webcam"][0]
 
 

@@ -13,6 +13,7 @@ import yaml
 
 from framegru import hookimpl
 from framegru.config.config import load_config
+from framegru.reporting import captured
 from framegru.training import budget
 from framegru.training.runner import run_config
 from tests.training.test_runner import components_for, config_path  # noqa: F401  (the drift reader's config)
@@ -276,9 +277,10 @@ def test_a_batch_or_rate_on_the_command_line_wins_over_the_larger_batch(config_p
     path = budgeted(config_path, tmp_path, time_budget_minutes=1, larger_batch=LARGER)
     assert load_config(path).train.larger_batch.batch_size == 8
     for override in ("train.batch_size=2", "train.lr=0.1"):
-        config = load_config(path, [override])
+        with captured() as said:
+            config = load_config(path, [override])
         assert config.train.larger_batch is None
-        assert config.notes == [f"{override.split('=')[0]} given on the command line: train.larger_batch is not used"]
+        assert said == [f"{override.split('=')[0]} given on the command line: train.larger_batch is not used"]
     assert load_config(path, ["train.lr=0.1", "train.larger_batch.min_steps=5"]).train.larger_batch.min_steps == 5
 
 

@@ -11,6 +11,7 @@ import torch
 from framegru.config.config import validate
 from framegru.io import checkpoint
 from framegru.model.data_info import DataInfo
+from framegru.reporting import captured
 from framegru.training import data_record
 
 
@@ -76,10 +77,11 @@ def test_predict_warns_on_a_video_unlike_the_training_data(tmp_path):
     model = load_model(path, load_components())
     dark = write_video(tmp_path / "dark.mp4", moving_digit(3, "right", frames=20, size=16))
     bright = write_video(tmp_path / "bright.mp4", np.full((20, 16, 16), 200, np.uint8))
-    said: list[str] = []
-    predict.predict_video(model, dark, None, warn=said.append)
+    with captured() as said:
+        predict.predict_video(model, dark, None)
     assert said == []
-    predict.predict_video(model, bright, None, warn=said.append)
+    with captured() as said:
+        predict.predict_video(model, bright, None)
     assert len(said) == 1 and "looks unlike what this model was trained on (moving_mnist, 1x16x16" in said[0]
     assert re.search(r": mean brightness 0\.(7[5-9]|8[0-1]) against 0\.05; contrast 0\.0\d against 0\.20 in its first 16 frames, so", said[0])
     assert "configs/video_next_frame.yaml" in said[0]

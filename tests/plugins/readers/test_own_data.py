@@ -38,14 +38,13 @@ def test_a_bad_image_is_an_error_naming_each_before_training(tmp_path):
     assert message.endswith("replace or remove them, or set data.reader.on_bad_image=skip")
 
 
-def test_skip_leaves_bad_images_out_and_says_how_many(tmp_path, capfd):
+def test_skip_leaves_bad_images_out_and_says_how_many(tmp_path, caplog):
     tree = write_image_tree(tmp_path / "tree")
     corrupt(tree, "horizontal/003.png", "vertical/007.png")
     data = image_folder(root=tmp_path, split="test", path="tree", on_bad_image="skip")
     assert len(data) == 22 and [data[i]["label"] for i in range(len(data))] == [0] * 11 + [1] * 11
-    err = capfd.readouterr().err
-    assert err == (f"framegru: warning: skipped 2 unreadable images of the 24 test images under {tree} "
-                   "(data.reader.on_bad_image: skip)\n")
+    assert caplog.messages == [f"framegru: warning: skipped 2 unreadable images of the 24 test images under {tree} "
+                               "(data.reader.on_bad_image: skip)"]
     train = image_folder(root=tmp_path, split="train", path="tree", val_fraction=0.25, on_bad_image="skip")
     val = image_folder(root=tmp_path, split="val", path="tree", val_fraction=0.25, on_bad_image="skip")
     assert len(train) + len(val) == 22 and not set(train.indices) & set(val.indices)
