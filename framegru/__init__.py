@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .training.eta import Pace
     from .io.images import decode_image, read_image
     from .io.json_output import dumps as json_dumps
+    from .io.files import atomic_output, cache_folder
     from .model.metrics import ClassifyMetrics, PredictionMetrics, format_metrics
     from .model.frame_model import FrameModel, load_model
     from .model.pictures import write_pictures
@@ -80,6 +81,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "format_clock": ("training.eta", "clock"),
     "format_about": ("training.eta", "about"),
     "json_dumps": ("io.json_output", "dumps"),
+    # files a plugin writes: whole or not at all, and its caches' folder
+    "atomic_output": ("io.files", "atomic_output"),
+    "cache_folder": ("io.files", "cache_folder"),
     "world_size": ("runtime.distributed", "world_size"),
     "cpu_has_native_bf16": ("runtime.device", "cpu_has_native_bf16"),
     # commands: framegru's own (for its built-in commands plugin), and a command's components
@@ -90,7 +94,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 __all__ = [
     "ClassifyMetrics", "ConvGRU", "ConvGRUCell", "DataError", "DataInfo", "FITS", "FrameModel", "FramegruError",
     "LiveCapture", "Metrics", "Pace", "Plan", "PredictionMetrics", "RunContext", "Task", "UsageError", "VIDEO_EXTENSIONS", "VideoProbe",
-    "add_framegru_commands", "components_for", "conv_block", "cpu_has_native_bf16", "decode_image", "fit_image", "format_about",
+    "add_framegru_commands", "atomic_output", "cache_folder", "components_for", "conv_block", "cpu_has_native_bf16", "decode_image", "fit_image", "format_about",
     "format_clock", "format_metrics", "hookimpl", "json_dumps", "load_model", "missing_data", "probe_video",
     "read_clip", "read_image", "reporter", "rows_to_still", "still_to_rows", "world_size", "write_pictures",
 ]

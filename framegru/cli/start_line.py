@@ -8,13 +8,12 @@ argparse or the command says what is wrong in one line as before.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
 from pathlib import Path
 
-from ..io import shipped
+from ..io import files, shipped
 
 # The commands that go on for minutes after start-up, and what they do once the plugins are loaded.
 NEXT = {"run": "then the config, the data and the model", "eval": "then the checkpoint and the data"}
@@ -67,8 +66,7 @@ def _will_start(command: str, words: list[str], options: dict[str, str]) -> bool
 
 
 def _cache() -> Path:
-    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(home) / "framegru" / "start_seconds"
+    return files.cache_folder() / "start_seconds"
 
 
 def last_start() -> float | None:
@@ -82,23 +80,13 @@ def last_start() -> float | None:
 
 def remember(since: float) -> None:
     """Keep the seconds from ``since`` (a ``time.perf_counter()``) to now as this machine's start-up time.
-    Written whole (a temporary file renamed) and never an error: it is only a hint for the next start line."""
-    import tempfile
-
+    Written whole and never an error: it is only a hint for the next start line."""
     seconds = time.perf_counter() - since
     try:
-        path = _cache()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".start_seconds.")
-    except (OSError, RuntimeError):
+        with files.atomic_output(_cache()) as temporary:
+            temporary.write_text(f"{seconds:.2f}\n")
+    except (OSError, RuntimeError):  # RuntimeError: no home folder
         return
-    try:
-        with os.fdopen(descriptor, "w") as f:
-            f.write(f"{seconds:.2f}\n")
-        os.replace(temporary, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
 
 
 def _seconds(seconds: float) -> str:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from .. import __version__
 from ..engine.convgru import ExecutionPlan
 from ..errors import DataError, UsageError
-from ..io.checkpoint import atomic_output
+from ..io.files import atomic_output
 from ..model.frame_model import FrameModel
 from ..runtime.timing import silenced
 

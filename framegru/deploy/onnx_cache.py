@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..io.checkpoint import atomic_output
+from ..io.files import atomic_output
 from ..model.frame_model import FrameModel
 from . import export
 

@@ -7,14 +7,10 @@ Nothing from a user's disk is ever unpickled. A checkpoint holds the model's wei
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
 import pickletools
 import struct
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,21 +20,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as serialize
 
 from ..errors import DataError, unreadable
-from . import shipped
+from . import files, shipped
 
 FORMAT = "framegru-1"
 TRAIN_PREFIX = "train_state/"
 MAX_HEADER_BYTES = 64 * 1024 * 1024
-TEMP_SUFFIX = ".tmp"  # of a checkpoint being written: ``.<name>.<random>.tmp`` beside it
-_UMASK = os.umask(0o022)  # read (setting it is the only way) at import, before any thread could create files
-os.umask(_UMASK)
 SNIFF_BYTES = 1024 * 1024  # what is read of a file to tell safetensors, pickle and garbage apart
-
-
-def file_mode() -> int:
-    """The mode a new file gets under this process's umask: what a file written through a private
-    temporary (mkstemp's 0600) must be given before it is renamed into place."""
-    return 0o666 & ~_UMASK
 
 
 @dataclass
@@ -53,36 +40,14 @@ class Checkpoint:
     extra: dict[str, Any]
 
 
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """A temporary path in ``path``'s folder to write to; on success it is fsynced and renamed over
-    ``path``, on any failure removed. A crash or a full disk leaves either the old file or the new
-    one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        # mkstemp makes it private (0600); the file it becomes need not be. After the write: a writer that
-        # puts a new file in its place would take 0600 again were this first.
-        os.chmod(tmp, file_mode())
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-
-
 def write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Write a safetensors file through :func:`atomic_output`.
+    """Write a safetensors file through :func:`framegru.io.files.atomic_output`.
 
     Serialized in memory, then written by framegru into its own temporary file: safetensors' ``save_file``
     makes a ``.tmpXXXXXX`` of its own, which a kill in mid-write left behind under a name no clean-up knew.
     """
     data = serialize({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
-    with atomic_output(path) as tmp:
+    with files.atomic_output(path) as tmp:
         write_bytes(tmp, data)
 
 
@@ -94,21 +59,7 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def unfinished_writes(folder: Path) -> list[Path]:
     """The temporary files :func:`write_atomic` left in ``folder`` when killed before its rename."""
-    return sorted(folder.glob(f".*.safetensors.*{TEMP_SUFFIX}"))
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable: after a power cut the folder could still name the old file."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # a platform or file system without folder handles (Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return files.unfinished_writes(folder, "*.safetensors")
 
 
 def save(

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError, UsageError, unreadable
-from .checkpoint import file_mode
+from .files import file_mode
 
 cv2.setNumThreads(1)  # the decoder has a thread of its own and FFmpeg's codec threads: no more needed
 

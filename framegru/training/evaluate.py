@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..config.config import Config
 from ..errors import DataError, UsageError
-from ..io.checkpoint import atomic_output
+from ..io.files import atomic_output
 from ..model.frame_model import load_model
 from ..model.tasks import score_batches
 from ..plugin_manager.host import Components

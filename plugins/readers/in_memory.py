@@ -1,34 +1,27 @@
 """Still images held in memory as one uint8 tensor and augmented a whole batch at a time.
 
-A folder of images is decoded once into ``[N, C, H, W]`` uint8 and cached under ``$FRAMEGRU_CACHE``
-(default ``~/.cache/framegru``), so later runs skip decoding. A training batch is then one gather, one
-crop, one flip and one cutout over the whole batch: tensor operations that run on whatever device the
-images are on, where the per-image path costs a Python call and a small copy per image.
+A folder of images is decoded once into ``[N, C, H, W]`` uint8 and cached in framegru's cache folder
+(``$FRAMEGRU_CACHE``, default ``~/.cache/framegru``), so later runs skip decoding. A training batch is then
+one gather, one crop, one flip and one cutout over the whole batch: tensor operations that run on whatever
+device the images are on, where the per-image path costs a Python call and a small copy per image.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize
 
-from framegru import DataInfo
-from framegru import DataError
+from framegru import DataError, DataInfo, atomic_output, cache_folder
 
 from .stills import LabelledImages, TensorImages
 
 PAD_MODES = ("zeros", "reflect")
-
-
-def cache_dir() -> Path:
-    """Where decoded image sets are kept: ``$FRAMEGRU_CACHE``, else ``~/.cache/framegru``."""
-    return Path(os.environ.get("FRAMEGRU_CACHE") or "~/.cache/framegru").expanduser()
 
 
 def _cache_key(paths: Sequence[Path], channels: int, size: tuple[int, int]) -> str:
@@ -50,7 +43,7 @@ def _available_bytes() -> int | None:
 
 
 def _cache_path(paths: Sequence[Path], channels: int, size: tuple[int, int]) -> Path:
-    return cache_dir() / "images" / f"{_cache_key(paths, channels, size)}.safetensors"
+    return cache_folder() / "images" / f"{_cache_key(paths, channels, size)}.safetensors"
 
 
 def cached_images(paths: Sequence[Path], channels: int, size: tuple[int, int]) -> torch.Tensor | None:
@@ -98,17 +91,9 @@ def decoded_images(paths: Sequence[Path], channels: int, size: tuple[int, int],
 def _write_atomically(path: Path, images: torch.Tensor) -> None:
     """A cache is a convenience: a read-only or full disk leaves the images decoded, only uncached."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-        os.close(handle)
-        try:
-            save_file({"images": images.contiguous()}, temp)
-            os.chmod(temp, 0o644)  # mkstemp creates files 0600; the cache is an ordinary file
-            os.replace(temp, path)
-        finally:
-            if os.path.exists(temp):
-                os.unlink(temp)
-    except OSError:
+        with atomic_output(path) as temporary:
+            temporary.write_bytes(serialize({"images": images.contiguous()}))
+    except (OSError, RuntimeError):  # RuntimeError: no home folder
         pass
 
 

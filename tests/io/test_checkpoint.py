@@ -106,8 +106,8 @@ def test_valid_file_whose_header_length_looks_like_a_pickle_loads(tmp_path, head
 
 
 def test_checkpoints_follow_the_umask(tmp_path, monkeypatch):
-    from framegru.io import checkpoint
+    from framegru.io import files
 
-    monkeypatch.setattr(checkpoint, "_UMASK", 0o027)  # read once at import
+    monkeypatch.setattr(files, "_UMASK", 0o027)  # read once at import
     checkpoint.save(tmp_path / "a.safetensors", {"w": torch.ones(2)}, config={}, info={}, step=0)
     assert (tmp_path / "a.safetensors").stat().st_mode & 0o777 == 0o640

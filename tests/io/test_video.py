@@ -206,9 +206,9 @@ def test_writer_finalizes_when_the_writing_code_fails(tmp_path):
 
 @pytest.mark.parametrize("fragmented", [False, True])
 def test_videos_follow_the_umask(tmp_path, monkeypatch, fragmented):
-    from framegru.io import checkpoint
+    from framegru.io import files
 
-    monkeypatch.setattr(checkpoint, "_UMASK", 0o027)  # read once at import
+    monkeypatch.setattr(files, "_UMASK", 0o027)  # read once at import
     old = os.umask(0o027)  # a fragmented video is written in place: the process's umask applies
     try:
         with VideoWriter(tmp_path / "v.mp4", fps=10, fragmented=fragmented) as writer:

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from tests.still_data import write_image_tree
 from torch.utils.data import DataLoader
 
+from framegru.io import files
 from framegru.training import seeding
 from framegru.training.batches import _collate
 from framegru_plugins.readers.image_folder import ImageFiles, image_folder, scan
@@ -74,7 +75,7 @@ def test_decoded_images_round_trip_through_the_cache(tmp_path, cache):
     first = decoded_images(paths, 3, (8, 8), reader.load.read)
     expected = torch.stack([reader.load(i) for i in range(len(paths))]).mul(255).round().to(torch.uint8)
     assert first.dtype == torch.uint8 and torch.equal(first, expected)
-    assert len(list((cache / "images").glob("*.safetensors"))) == 1 and not list((cache / "images").glob(".tmp-*"))
+    assert len(list((cache / "images").glob("*.safetensors"))) == 1 and not files.unfinished_writes(cache / "images")
 
     def no_decoding(path):
         raise AssertionError("a cached image set is not decoded again")
